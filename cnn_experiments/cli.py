@@ -1,0 +1,147 @@
+"""`cnn-exp list | run NAME | report NAME`: run an experiment's grid and write its report.
+
+    cnn-exp list
+    cnn-exp run pooling --profile quick            # runs the grid into results/pooling/runs.csv, then reports
+    cnn-exp run mnist_scratch --profile full --seeds 5
+    cnn-exp report pooling                          # rewrites results/pooling/summary.md from runs.csv
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import torch
+
+from . import report as R
+from .sweep import read_runs, run_sweep
+
+EXPERIMENTS = ("pooling", "mnist_scratch", "edge_filter")
+PROFILES = ("quick", "medium", "full")
+DEVICES = ("cpu", "cuda")
+
+
+class UsageError(Exception):
+    "A user's mistake: printed as one line, exit code 2."
+
+
+def experiment(name: str, profile: str | None = None):
+    "The experiment module `name`, checked to have `profile`."
+    if name not in EXPERIMENTS:
+        raise UsageError(f"experiment: unknown name {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    mod = importlib.import_module(f"experiments.{name}")
+    if profile is not None and profile not in mod.PROFILES:
+        raise UsageError(f"--profile: {name} has no profile {profile!r}; choose one of {', '.join(mod.PROFILES)}")
+    return mod
+
+
+def configs(cells, seeds: int, device: str):
+    "Each cell repeated over seeds 0..seeds-1, on `device`."
+    return [c.replace(seed=s, device=device) for c in cells for s in range(seeds)]
+
+
+def search_cells(mod, profile: str) -> list:
+    "An experiment's declared search for nuisance parameters (one seed), if it has one."
+    return mod.search(profile) if hasattr(mod, "search") else []
+
+
+def command(name: str, profile: str, seeds: int, default_seeds: int, device: str) -> str:
+    return " ".join(["cnn-exp run", name, "--profile", profile]
+                    + (["--seeds", str(seeds)] if seeds != default_seeds else [])
+                    + (["--device", device] if device != "cpu" else []))
+
+
+def do_run(name: str, profile: str, device: str, seeds: int | None, results: Path,
+           benchmark: str | None = None) -> Path:
+    mod = experiment(name, profile)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device: cuda asked for but no CUDA GPU is visible; choose cpu")
+    if benchmark is not None:
+        if not hasattr(mod, "BENCHMARKS"):
+            raise UsageError(f"--benchmark: experiment {name!r} has no benchmarks")
+        if benchmark not in mod.BENCHMARKS:
+            raise UsageError(f"--benchmark: unknown {benchmark!r}; choose one of {', '.join(mod.BENCHMARKS)}")
+        return mod.run_benchmark(benchmark, profile, device, seeds, results / name)
+    default = mod.PROFILES[profile]["seeds"]
+    n = seeds or default
+    path = results / name / "runs.csv"
+    searched = run_sweep(configs(search_cells(mod, profile), 1, device), path, profile) \
+        if search_cells(mod, profile) else None
+    cfgs = configs(mod.grid(profile, searched), n, device)
+    if cfgs:
+        run_sweep(cfgs, path, profile)
+    return do_report(name, profile, results, command(name, profile, n, default, device))
+
+
+def do_report(name: str, profile: str | None, results: Path, cmd: str | None = None) -> Path:
+    out = results / name
+    runs = read_runs(out / "runs.csv")
+    if profile is None:  # the profile of the last run written
+        profile = str(runs["profile"].iloc[-1]) if len(runs) else "quick"
+    mod = experiment(name, profile)
+    runs = runs[runs["profile"] == profile]
+    cells = {c.cell_id for c in mod.grid(profile, runs) + search_cells(mod, profile)}
+    runs = runs[runs["cell_id"].isin(cells)].reset_index(drop=True)
+    if cells and runs.empty:
+        raise UsageError(f"report: no {profile} runs of {name} in {out / 'runs.csv'}; "
+                         f"run `cnn-exp run {name} --profile {profile}` first")
+    if cmd is None:
+        n = int(runs.groupby("cell_id")["seed"].nunique().max()) if len(runs) else 0
+        dev = "cuda" if runs["device"].astype(str).str.contains("NVIDIA|H100|GPU").any() else "cpu"
+        cmd = command(name, profile, n or mod.PROFILES[profile]["seeds"], mod.PROFILES[profile]["seeds"], dev)
+    body, finding = mod.report(runs, out, profile)
+    text = R.header(mod.TITLE, mod.CLAIM, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"
+    (out / "summary.md").write_text(text)
+    R.write_index(results)
+    print(f"wrote {out / 'summary.md'}\n{R.FINDING} {finding}")
+    return out / "summary.md"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="cnn-exp", description="The claims of a lesson on CNNs, measured.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    sub.add_parser("list", help="the experiments and the claims they test")
+    r = sub.add_parser("run", help="run an experiment's grid (resuming), then write its report")
+    r.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
+    r.add_argument("--profile", default="quick", choices=PROFILES, help="quick: minutes on a CPU; medium: under an hour on a CPU; full: the study (a GPU's work)")
+    r.add_argument("--device", default="cpu", choices=DEVICES, help="where to train")
+    r.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
+    r.add_argument("--benchmark", default=None, help="pooling: cluttered60 or cluttered100 (RAM paper, Table 2)")
+    r.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    s = sub.add_parser("report", help="rewrite an experiment's summary.md from its runs.csv")
+    s.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
+    s.add_argument("--profile", default=None, choices=PROFILES, help="default: the profile of the last run")
+    s.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a = parser().parse_args(argv)
+        if a.cmd == "list":
+            for name in EXPERIMENTS:
+                print(f"{name:14} {experiment(name).CLAIM}")
+        elif a.cmd == "run":
+            if a.seeds is not None and a.seeds < 1:
+                raise UsageError(f"--seeds: must be at least 1, got {a.seeds}")
+            do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark)
+        else:
+            do_report(a.name, a.profile, a.results)
+    except (UsageError, ValueError) as e:
+        print(f"cnn-exp: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnn-exp: interrupted; finished runs are saved, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Bodies and heads: fastbook's `simple_cnn`, a configurable body of down-sampling stages, `head(pool, p)`."""
+from __future__ import annotations
+
+from torch import nn
+
+from .pooling import global_pool, pool_mult
+
+ACTIVATIONS = {
+    "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+    "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
+}
+DOWNS = ("stride", "maxpool", "avgpool")  # the body's way down: stride-2 conv, or conv + 2x2 pool
+
+
+def check_choice(field: str, value: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{field}: unknown value {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def conv(ni: int, nf: int, ks: int = 3, act: bool = True, bn: bool = True,
+         act_name: str = "relu", down: str = "stride") -> nn.Sequential:
+    "One stage that halves the map: Conv-BN-act, the conv of stride 2 or followed by a 2x2 pool."
+    check_choice("down", down, DOWNS)
+    layers = [nn.Conv2d(ni, nf, ks, stride=2 if down == "stride" else 1, padding=ks // 2, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(nf))
+    if act:
+        layers.append(ACTIVATIONS[check_choice("act", act_name, ACTIVATIONS)]())
+    if down != "stride":
+        # ceil_mode keeps the stride-2 conv's map size (7 -> 4, not 3)
+        layers.append((nn.MaxPool2d if down == "maxpool" else nn.AvgPool2d)(2, ceil_mode=True))
+    return nn.Sequential(*layers)
+
+
+def simple_cnn(bn: bool = True, act: str = "relu", down: str = "stride", n_out: int = 10) -> nn.Sequential:
+    "fastbook chapter 13's MNIST CNN: 28x28 -> 14 -> 7 -> 4 -> 2 -> 1, the last conv gives the logits."
+    kw = dict(bn=bn, act_name=act, down=down)
+    return nn.Sequential(conv(1, 8, ks=5, **kw), conv(8, 16, **kw), conv(16, 32, **kw), conv(32, 64, **kw),
+                         conv(64, n_out, act=False, **kw), nn.Flatten())
+
+
+def body(channels: tuple[int, ...], n_in: int = 1, bn: bool = True, act: str = "relu",
+         down: str = "stride") -> nn.Sequential:
+    "len(channels) down-sampling stages (a 5x5 first conv, then 3x3): the map shrinks 2**len(channels) times."
+    chans = (n_in, *channels)
+    return nn.Sequential(*[conv(chans[i], chans[i + 1], ks=5 if i == 0 else 3, bn=bn, act_name=act, down=down)
+                           for i in range(len(channels))])
+
+
+def head(nf: int, n_out: int, pool: str = "avg", p: float = 0.0) -> nn.Sequential:
+    "Global pooling by name -> flatten -> dropout p -> linear, sized for pools that concatenate."
+    return nn.Sequential(global_pool(pool), nn.Flatten(), nn.Dropout(p), nn.Linear(nf * pool_mult(pool), n_out))
+
+
+def pooled_cnn(channels: tuple[int, ...], n_out: int, pool: str = "avg", p: float = 0.0, **body_kw) -> nn.Sequential:
+    "A body and a pooling head: model[0] gives the final feature map, model[1] pools and classifies it."
+    return nn.Sequential(body(channels, **body_kw), head(channels[-1], n_out, pool, p))

@@ -1,0 +1,112 @@
+"""A grid of runs into `results/<experiment>/runs.csv`: one row per finished run, resumable.
+
+A sweep run again skips every config whose `run_id` is already in the file. Each row is appended
+whole (one write, flush, fsync), so a sweep stopped at any moment loses at most the run in flight.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from . import train
+from .train import Config
+
+META = ("run_id", "cell_id", "profile")  # before the config's fields
+PROVENANCE = ("date", "python", "torch", "fastai", "git_rev")  # after the metrics
+
+
+def provenance() -> dict:
+    import fastai
+    import torch
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = ""
+    return dict(date=datetime.datetime.now().isoformat(timespec="seconds"), python=platform.python_version(),
+                torch=torch.__version__, fastai=fastai.__version__, git_rev=rev or "none")
+
+
+def config_row(cfg: Config) -> dict:
+    row = dataclasses.asdict(cfg)
+    row["channels"] = "-".join(map(str, cfg.channels))  # a tuple as one CSV cell
+    return row
+
+
+def read_runs(path: Path) -> pd.DataFrame:
+    "The runs file, without a last line cut short by a kill; an empty frame when there is none."
+    if not path.exists():
+        return pd.DataFrame(columns=list(META))
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+    from io import StringIO
+    df = pd.read_csv(StringIO(text)) if text.strip() else pd.DataFrame(columns=list(META))
+    missing = [c for c in META if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a runs file of this version (no column {', '.join(missing)}); "
+                         "move it away and run the sweep again")
+    return df
+
+
+def append_row(path: Path, row: dict) -> None:
+    "Append one whole row; write the header first when the file is new."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f))
+        if header != list(row):
+            raise ValueError(f"{path}: its columns differ from this version's; move it away and run again")
+    from io import StringIO
+    buf = StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
+    if new:
+        w.writeheader()
+    w.writerow(row)
+    with open(path, "a", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def varying_fields(configs: list[Config]) -> list[str]:
+    "The config fields that differ across the grid: the columns of the progress table."
+    rows = [config_row(c) for c in configs]
+    return [k for k in rows[0] if len({r[k] for r in rows}) > 1] if rows else []
+
+
+def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print) -> pd.DataFrame:
+    "Run every config not yet in `path`, appending a row each; return the file's rows for these configs."
+    for c in configs:
+        c.check()  # every config is checked before any work starts
+    done = set(read_runs(path)["run_id"])
+    todo = [c for c in configs if c.run_id not in done]
+    cols = varying_fields(configs) or ["seed"]
+    widths = [max(len(k), 8) for k in cols]
+    echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {path}, {len(todo)} to run")
+    if todo:
+        echo("  ".join(["  run"] + [k.rjust(w) for k, w in zip(cols, widths)]
+                       + [f"{'accuracy':>8}", f"{'train':>7}", f"{'valid':>7}", f"{'s':>6}"]))
+    prov = provenance()
+    for i, cfg in enumerate(todo, 1):
+        metrics = train.run(cfg)
+        cr = config_row(cfg)
+        row = {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **cr,
+               **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov}
+        append_row(path, row)
+        echo("  ".join([f"{i:>5}"] + [str(cr[k]).rjust(w) for k, w in zip(cols, widths)]
+                       + [f"{metrics['accuracy']:8.4f}", f"{metrics['train_loss']:7.4f}",
+                          f"{metrics['valid_loss']:7.4f}", f"{metrics['seconds']:6.1f}"]))
+    df = read_runs(path)
+    return df[df["run_id"].isin({c.run_id for c in configs})].reset_index(drop=True)
+
+
+METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds", "epochs", "device")

@@ -1,0 +1,194 @@
+"""One run: a frozen config -> a fastai `Learner` -> a metrics dict.
+
+    python -c "from cnn_experiments.train import Config, run; print(run(Config(epochs=1)))"
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import accuracy
+from fastai.torch_core import set_seed
+from fastcore.basics import noop
+
+from . import data as D
+from . import models
+from .pooling import POOLS
+
+SCHEDULES = ("one_cycle", "constant")  # fit_one_cycle, or fit at a constant rate
+ARCHS = ("simple_cnn", "pooled_cnn")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run depends on. Same config, same numbers (on the CPU)."""
+    # data
+    data: str = "mnist"  # mnist (embedded 5,000 digits), mnist_full (70,000, downloads) or scenes
+    n_train: int = 0  # training images used, a fixed seeded subset; 0 = all
+    split: str = "heldout"  # evaluate on held-out data, or "search": on a fifth of the train data (to pick lr)
+    canvas: int = 64  # scenes: side of the square scene, px
+    obj_size: int = 28  # scenes: side of the object (the "bear"), px; 28 is a digit's native size
+    num_dist: int = -1  # scenes: clutter fragments (8x8 crops of other digits); -1 = the default density
+    target: int = 3  # scenes, binary mode: the digit class that is the bear
+    mode: str = "binary"  # scenes: binary (bear vs another digit) or tenway (which digit)
+    n_scenes: int = 4000  # scenes: training scenes (held-out scenes: a quarter of this)
+    # model
+    arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13) or pooled_cnn (a body + a global pooling head)
+    channels: tuple[int, ...] = (16, 32, 64)  # pooled_cnn: output channels per stride-2 stage
+    bn: bool = True  # batchnorm after each conv
+    act: str = "relu"  # non-linearity by name, see models.ACTIVATIONS
+    down: str = "stride"  # the body's way down: stride (stride-2 conv), maxpool or avgpool (conv + 2x2 pool)
+    pool: str = "avg"  # pooled_cnn: global pooling by name, see pooling.POOLS
+    p: float = 0.0  # pooled_cnn: dropout probability before the head's linear layer
+    # training
+    epochs: int = 1  # passes over the training set
+    lr: float = 0.06  # peak learning rate (one_cycle) or the constant rate
+    schedule: str = "one_cycle"  # one_cycle or constant
+    bs: int = 64  # batch size, images
+    wd: float = 0.01  # decoupled weight decay (fastai's default)
+    seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed
+    device: str = "cpu"  # cpu or cuda
+
+    def check(self) -> Config:
+        "Raise ValueError naming the first field that is out of range."
+        _choice("data", self.data, D.DATASETS.keys() | {"scenes"})
+        _choice("mode", self.mode, ("binary", "tenway"))
+        _choice("split", self.split, ("heldout", "search"))
+        _choice("arch", self.arch, ARCHS)
+        _choice("act", self.act, models.ACTIVATIONS)
+        _choice("down", self.down, models.DOWNS)
+        _choice("pool", self.pool, POOLS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("device", self.device, ("cpu", "cuda"))
+        for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f}: must be a positive integer, got {getattr(self, f)}")
+        if not 0 <= self.p < 1:
+            raise ValueError(f"p: dropout must be in [0, 1), got {self.p}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: must be positive, got {self.lr}")
+        if self.obj_size > self.canvas:
+            raise ValueError(f"obj_size: {self.obj_size} px does not fit the {self.canvas} px canvas")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: cuda asked for but no CUDA GPU is visible; use cpu")
+        return self
+
+    def replace(self, **kw) -> Config:
+        return dataclasses.replace(self, **kw)
+
+    @property
+    def run_id(self) -> str:
+        "A short hash of every field: the key a sweep resumes by."
+        return _hash(dataclasses.asdict(self))
+
+    @property
+    def cell_id(self) -> str:
+        "The same hash without seed and device: runs that differ only by those are one table cell."
+        return _hash({k: v for k, v in dataclasses.asdict(self).items() if k not in ("seed", "device")})
+
+
+def _hash(d: dict) -> str:
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _choice(field, value, choices):
+    if value not in choices:
+        raise ValueError(f"{field}: unknown value {value!r}; choose one of {', '.join(sorted(choices))}")
+
+
+def show_progress() -> bool:
+    "Progress bars for people at a terminal; none in tests, CI or when output goes to a file."
+    return sys.stdout.isatty() and os.environ.get("CNN_EXP_PROGRESS", "1") != "0"
+
+
+def tensors(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    "Train and held-out tensors, normalised with the training set's statistics, and the number of classes."
+    if cfg.data == "scenes":
+        from .scenes import scene_split
+        xt, yt, xv, yv = scene_split(cfg)
+    else:
+        d = D.load_digits(cfg.data, search=cfg.split == "search")
+        xt, yt, xv, yv = d.x_train, d.y_train, d.x_valid, d.y_valid
+    if cfg.n_train:
+        keep = torch.randperm(len(xt), generator=torch.Generator().manual_seed(D.SPLIT_SEED))[:cfg.n_train]
+        xt, yt = xt[keep], yt[keep]
+    mean, std = xt.mean().item(), xt.std().item()
+    n_out = 2 if cfg.data == "scenes" and cfg.mode == "binary" else 10
+    return D.normalize(xt, mean, std), yt, D.normalize(xv, mean, std), yv, n_out
+
+
+def build_model(cfg: Config, n_out: int) -> torch.nn.Module:
+    if cfg.arch == "simple_cnn":
+        return models.simple_cnn(bn=cfg.bn, act=cfg.act, down=cfg.down, n_out=n_out)
+    return models.pooled_cnn(cfg.channels, n_out, pool=cfg.pool, p=cfg.p, bn=cfg.bn, act=cfg.act, down=cfg.down)
+
+
+def learner(cfg: Config, progress: bool | None = None) -> Learner:
+    "A fastai Learner for `cfg`, seeded before data and model exist, fed by device-resident batch slicers."
+    cfg.check()
+    set_seed(cfg.seed, reproducible=True)
+    xt, yt, xv, yv, n_out = tensors(cfg)
+    dls = D.tensor_dls(xt, yt, xv, yv, bs=cfg.bs, device=cfg.device)
+    model = build_model(cfg, n_out).to(cfg.device)
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd)
+    learn.n_out = n_out
+    learn.logger = noop  # the sweep prints one line per run; fastai's per-epoch lists would flood it
+    if not (show_progress() if progress is None else progress):
+        learn.remove_cb(ProgressCallback)
+    return learn
+
+
+def fit(learn: Learner, cfg: Config) -> None:
+    if cfg.schedule == "one_cycle":
+        learn.fit_one_cycle(cfg.epochs, cfg.lr)
+    else:
+        learn.fit(cfg.epochs, cfg.lr)
+
+
+def evaluate(learn: Learner, n_out: int) -> dict:
+    "Losses in eval mode on the whole training and held-out sets, held-out accuracy, and ROC AUC when binary."
+    train = learn.dls.train.new(shuffle=False, drop_last=False)
+    train_loss = float(learn.validate(dl=train)[0])
+    probs, targs = learn.get_preds()
+    valid_loss = float(torch.nn.functional.cross_entropy(probs.clamp_min(1e-12).log(), targs))
+    out = dict(train_loss=train_loss, valid_loss=valid_loss,
+               accuracy=float((probs.argmax(1) == targs).float().mean()))
+    if n_out == 2:
+        from sklearn.metrics import roc_auc_score
+        out["auc"] = float(roc_auc_score(targs.numpy(), probs[:, 1].numpy()))
+    return out
+
+
+def train(cfg: Config, progress: bool | None = None) -> tuple[Learner, dict]:
+    "Train one run; the Learner (for figures) and its metrics."
+    learn = learner(cfg, progress)
+    t0 = time.perf_counter()  # training time only: scenes are generated (and cached) before
+    fit(learn, cfg)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(learn, learn.n_out)
+    diverged = not np.isfinite(metrics["train_loss"])
+    return learn, dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs=cfg.epochs,
+                       device=device_name(cfg.device))
+
+
+def run(cfg: Config, progress: bool | None = None) -> dict:
+    "One run = one config -> metrics: train_loss, valid_loss, accuracy, (auc), seconds, epochs, device."
+    return train(cfg, progress)[1]
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    import platform
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

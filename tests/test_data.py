@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+import torch
+
+from cnn_experiments import data as D
+
+
+def test_embedded_split_sizes_and_no_overlap(digits):
+    assert digits.x_train.shape == (4000, 1, 28, 28) and digits.x_valid.shape == (1000, 1, 28, 28)
+    assert torch.bincount(digits.y_valid).tolist() == [100] * 10
+    tr = {t.numpy().tobytes() for t in digits.x_train}
+    assert not any(v.numpy().tobytes() in tr for v in digits.x_valid)
+    assert 0 <= digits.x_train.min() and digits.x_train.max() <= 1
+
+
+def test_split_is_fixed_whatever_the_global_seed():
+    y = np.repeat(np.arange(10), 50)
+    torch.manual_seed(1), np.random.seed(1)
+    a = D._split(np.zeros((500, 1)), y, per_class=5)
+    torch.manual_seed(2), np.random.seed(2)
+    b = D._split(np.zeros((500, 1)), y, per_class=5)
+    assert all((u == v).all() for u, v in zip(a, b))
+    assert set(a[0]).isdisjoint(a[1]) and len(a[0]) + len(a[1]) == 500
+
+
+def test_search_split_never_uses_held_out_digits(digits):
+    s = D.search_split(digits)
+    assert len(s.x_train) == 3200 and len(s.x_valid) == 800
+    tr = {t.numpy().tobytes() for t in digits.x_train}
+    assert all(v.numpy().tobytes() in tr for v in s.x_valid)
+
+
+@pytest.mark.parametrize("shuffle,drop_last", [(True, False), (False, False), (True, True)])
+def test_tensor_loader_yields_every_sample_once_per_epoch(shuffle, drop_last):
+    x, y = torch.arange(103).float()[:, None], torch.arange(103)
+    dl = D.TensorLoader(x, y, bs=10, shuffle=shuffle, drop_last=drop_last)
+    seen = torch.cat([yb for _, yb in dl])
+    assert len(list(dl)) == len(dl) == (10 if drop_last else 11)
+    assert len(seen) == len(set(seen.tolist())) == (100 if drop_last else 103)
+    assert all((xb[:, 0] == yb).all() for xb, yb in dl)  # x and y stay paired
+
+
+def test_tensor_loader_new_keeps_data_and_turns_off_shuffle():
+    dl = D.TensorLoader(torch.zeros(20, 1), torch.arange(20), bs=8, shuffle=True, drop_last=True)
+    plain = dl.new(shuffle=False, drop_last=False)
+    assert torch.cat([yb for _, yb in plain]).tolist() == list(range(20))
+
+
+def test_unknown_data_set_names_the_choices():
+    with pytest.raises(D.DataError, match="mnist_full"):
+        D.load_digits("cifar")
+
+
+def test_full_mnist_offline_is_one_clear_error(monkeypatch):
+    import fastai.data.external as ext
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+    monkeypatch.setattr(ext, "untar_data", offline)
+    with pytest.raises(D.DataError, match="could not be downloaded.*--data mnist"):
+        D.mnist_full()

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from cnn_experiments import models
+from cnn_experiments.pooling import POOLS, global_pool, pool_mult
+
+
+def test_simple_cnn_gives_ten_logits():
+    assert models.simple_cnn()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert len([m for m in models.simple_cnn(bn=False).modules() if isinstance(m, torch.nn.BatchNorm2d)]) == 0
+
+
+@pytest.mark.parametrize("down", models.DOWNS)
+@pytest.mark.parametrize("act", list(models.ACTIVATIONS))
+def test_every_way_down_and_activation_keeps_the_map_size(down, act):
+    assert models.simple_cnn(act=act, down=down)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert models.body((4, 8, 8, 8, 8), act=act, down=down)(torch.randn(1, 1, 224, 224)).shape[-2:] == (7, 7)
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_pooling_head_output_shape(pool):
+    m = models.pooled_cnn((4, 8, 16), n_out=2, pool=pool, p=0.5)
+    assert m(torch.randn(5, 1, 64, 64)).shape == (5, 2)
+    assert m[1][-1].in_features == 16 * pool_mult(pool)
+
+
+def one_hot_map(value=3.0, side=7):
+    x = torch.zeros(1, 2, side, side)
+    x[0, :, 0, 6] = value  # one hot cell in a corner: the tiny bear
+    return x
+
+
+def test_max_pool_finds_one_hot_cell_and_avg_dilutes_it():
+    x = one_hot_map()
+    assert global_pool("max")(x).flatten().tolist() == [3.0, 3.0]
+    assert torch.allclose(global_pool("avg")(x).flatten(), torch.full((2,), 3.0 / 49))
+    assert torch.allclose(global_pool("concat")(x).flatten(), torch.tensor([3.0, 3.0, 3 / 49, 3 / 49]))
+    assert torch.allclose(global_pool("avgmax")(x).flatten(), torch.full((2,), (3.0 + 3 / 49) / 2))
+
+
+def test_gem_and_lse_sit_between_avg_and_max():
+    x = one_hot_map()
+    for name in ("gem", "lse"):
+        v = global_pool(name)(x).flatten()
+        assert (v > 3 / 49).all() and (v < 3.0).all(), name
+    assert any(p.requires_grad for p in global_pool("gem").parameters())  # GeM's p is learned
+
+
+def test_unknown_pool_names_the_choices():
+    with pytest.raises(ValueError, match="avg, max, concat"):
+        global_pool("median")
