@@ -43,11 +43,12 @@ def cam_study(cfgs: list[Config], path: Path, n_show: int = 4) -> tuple[str, pd.
         cams = class_activation_maps(learn.model, learn.dls.valid.x)
         peak = cams.flatten(1).argmax(1)
         r, c = peak // cams.shape[-1], peak % cams.shape[-1]
-        inside = ((r >= boxes[:, 0]) & (r < boxes[:, 0] + boxes[:, 2]) & (c >= boxes[:, 1]) & (c < boxes[:, 1] + boxes[:, 2]))
+        top, left, size = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+        inside = (r >= top) & (r < top + size) & (c >= left) & (c < left + size)
         pos = y == 1
         rows.append({"head": cfg.pool, "held-out accuracy (this run)": f"{metrics['accuracy']:.3f}",
                      "positive scenes whose CAM peak is inside the bear's box": f"{inside[pos].float().mean():.3f}",
-                     "box's share of the scene (chance)": f"{(boxes[pos, 2].float() ** 2 / cfg.canvas ** 2).mean():.3f}"})
+                     "box's share of the scene (chance)": f"{(size[pos].float() ** 2 / cfg.canvas ** 2).mean():.3f}"})
         for i, k in enumerate(show):
             ax = axs[i, j + 1]
             ax.imshow(x_raw[k, 0], cmap="gray")

@@ -109,7 +109,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the experiments and the claims they test")
     r = sub.add_parser("run", help="run an experiment's grid (resuming), then write its report")
     r.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
-    r.add_argument("--profile", default="quick", choices=PROFILES, help="quick: minutes on a CPU; medium: under an hour on a CPU; full: the study (a GPU's work)")
+    r.add_argument("--profile", default="quick", choices=PROFILES,
+                   help="quick: minutes on a CPU; medium: under an hour on a CPU; full: the study (a GPU's work)")
     r.add_argument("--device", default="cpu", choices=DEVICES, help="where to train")
     r.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
     r.add_argument("--benchmark", default=None, help="pooling: cluttered60 or cluttered100 (RAM paper, Table 2)")

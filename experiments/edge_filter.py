@@ -74,10 +74,11 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     per_class = stats.assign(label=d.y_valid.numpy()).groupby("label")["top_edge"].mean()
     supported = share >= 0.95
     body = "\n".join([
-        f"Data: the {len(digits)} held-out embedded MNIST digits, kernel {TOP_EDGE.int().tolist()} (rows top to bottom).",
+        f"Data: the {len(digits)} held-out embedded MNIST digits; kernel {TOP_EDGE.int().tolist()} (top to bottom).",
         "", figure(digits[0], out), "",
         "| measure | value |", "|---|---|",
-        f"| digits whose strongest response sits on a top edge | {share:.4f} ({int(stats['top_edge'].sum())} of {len(stats)}) |",
+        f"| digits whose strongest response sits on a top edge | {share:.4f} "
+        f"({int(stats['top_edge'].sum())} of {len(stats)}) |",
         f"| lowest share for one class | {per_class.min():.4f} (digit {int(per_class.idxmin())}) |",
         f"| share of map positions that are negative before ReLU (mean) | {stats['negative_frac'].mean():.4f} |",
         f"| share of map positions ReLU sets to zero (mean, zeros included) | {stats['zeroed_by_relu'].mean():.4f} |",

