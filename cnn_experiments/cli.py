@@ -92,9 +92,11 @@ def do_report(name: str, profile: str | None, results: Path, cmd: str | None = N
         cmd = command(name, profile, n or mod.PROFILES[profile]["seeds"], mod.PROFILES[profile]["seeds"], dev)
     body, finding = mod.report(runs, out, profile)
     text = R.header(mod.TITLE, mod.CLAIM, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"
+    # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
+    (out / f"summary_{profile}.md").write_text(text)
     (out / "summary.md").write_text(text)
     R.write_index(results)
-    print(f"wrote {out / 'summary.md'}\n{R.FINDING} {finding}")
+    print(f"wrote {out / 'summary.md'} and {out / f'summary_{profile}.md'}\n{R.FINDING} {finding}")
     return out / "summary.md"
 
 

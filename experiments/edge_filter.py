@@ -52,7 +52,7 @@ def peak_stats(digits: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def figure(x: torch.Tensor, out: Path) -> str:
+def figure(x: torch.Tensor, path: Path) -> str:
     import matplotlib.pyplot as plt
     raw, act = edge_maps(x[None])
     fig, axs = plt.subplots(1, 3, figsize=(9, 3.3))
@@ -63,7 +63,7 @@ def figure(x: torch.Tensor, out: Path) -> str:
         ax.imshow(img, **kw)
         ax.set_title(title), ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("The top-edge kernel is large (red) where ink begins below a dark row; ReLU keeps only that")
-    return R.save_fig(fig, out / "edge_filter.png")
+    return R.save_fig(fig, path)
 
 
 def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
@@ -75,7 +75,7 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     supported = share >= 0.95
     body = "\n".join([
         f"Data: the {len(digits)} held-out embedded MNIST digits; kernel {TOP_EDGE.int().tolist()} (top to bottom).",
-        "", figure(digits[0], out), "",
+        "", figure(digits[0], out / f"{profile}_edge_filter.png"), "",
         "| measure | value |", "|---|---|",
         f"| digits whose strongest response sits on a top edge | {share:.4f} "
         f"({int(stats['top_edge'].sum())} of {len(stats)}) |",

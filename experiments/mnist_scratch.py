@@ -59,7 +59,7 @@ def verdicts(s: pd.DataFrame) -> list[tuple[str, str, str]]:
     ]
 
 
-def kernels_figure(out: Path) -> str:
+def kernels_figure(path: Path) -> str:
     "The 8 learned 5x5 first-layer kernels of the best setting (seed 0), retrained: a run is a pure function."
     import matplotlib.pyplot as plt
 
@@ -71,7 +71,7 @@ def kernels_figure(out: Path) -> str:
         ax.imshow(k, cmap="RdBu_r", vmin=-k.abs().max(), vmax=k.abs().max())
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("First-layer 5x5 kernels after training (red +, blue -): oriented edge and stroke detectors")
-    return R.save_fig(fig, out / "kernels.png")
+    return R.save_fig(fig, path)
 
 
 def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
@@ -90,7 +90,7 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     body = "\n".join([f"Data: {data}.", "", table.to_markdown(index=False), "", "## Verdicts", "",
                       *[f"- {c}: **{verdict}** ({nums})." for c, verdict, nums in v], "",
                       "## Learned first-layer kernels (claim C3)", "",
-                      kernels_figure(out), "",
+                      kernels_figure(out / f"{profile}_kernels.png"), "",
                       "The kernels are shown for a reader to judge; C3 is not given a computed verdict here."])
     best = s.iloc[-1]
     finding = (f"BN + fit_one_cycle(5, 0.1) reaches {R.fmt(best['mean'], best['ci'])} held-out accuracy on the "

@@ -131,7 +131,7 @@ def spread(runs: pd.DataFrame) -> pd.DataFrame:
                          "widest seed range in a cell": [f"{rng.loc[h]:.3f}" for h in HEADS]})
 
 
-def accuracy_figure(s: pd.DataFrame, profile: str, word: str, out: Path) -> str:
+def accuracy_figure(s: pd.DataFrame, profile: str, word: str, path: Path) -> str:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for h in HEADS:
@@ -147,7 +147,7 @@ def accuracy_figure(s: pd.DataFrame, profile: str, word: str, out: Path) -> str:
     ax.set_ylabel("held-out accuracy (mean, 95% CI band)")
     ax.set_title(f"Tiny-bear detection by pooling head: claim {word.split(':')[0]}")
     ax.legend(title="head", ncol=2)
-    return R.save_fig(fig, out / "accuracy_vs_size.png")
+    return R.save_fig(fig, path)
 
 
 def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
@@ -171,7 +171,7 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
                    "chosen: " + ", ".join(f"{h} {lr[h]:g}" for h in HEADS)]
     cam_size = p["cam_size"]
     cam_cfgs = [c for c in grid(profile, runs) if c.obj_size == cam_size and c.pool in ("avg", "max", "concat")]
-    cam_img, cam_table = cam_study(cam_cfgs, out / "cams.png")
+    cam_img, cam_table = cam_study(cam_cfgs, out / f"{profile}_cams.png")
     body = "\n".join([
         f"Data: binary scenes, {p['canvas']}x{p['canvas']} px, clutter of 8x8 digit fragments at the RAM paper's "
         f"density (4 per 60x60); positives hold a '3', negatives another digit matched in ink, same size; "
@@ -183,7 +183,7 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
         "upsampling that loses nothing, a size below 28 px also shrinks the digit's strokes, so small sizes "
         "test detail as well as dilution; the 28 px point has neither effect.",
         "", "## Held-out accuracy (mean ± 95% CI over seeds)", "", acc.to_markdown(), "",
-        accuracy_figure(s, profile, word, out), "",
+        accuracy_figure(s, profile, word, out / f"{profile}_accuracy_vs_size.png"), "",
         "## Verdict", "", f"**C6 is {word}.**", "", *[f"- {x}" for x in lines], "",
         "## Per-seed spread", "", "A head that learns on some seeds and not on others shows here, not in the mean.",
         "", spread(main).to_markdown(index=False), "",
