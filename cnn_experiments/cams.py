@@ -51,14 +51,14 @@ def cam_study(cfgs: list[Config], path: Path, n_show: int = 4) -> tuple[str, pd.
                      "box's share of the scene (chance)": f"{(size[pos].float() ** 2 / cfg.canvas ** 2).mean():.3f}"})
         for i, k in enumerate(show):
             ax = axs[i, j + 1]
-            ax.imshow(x_raw[k, 0], cmap="gray")
-            ax.imshow(cams[k].cpu(), cmap="inferno", alpha=0.55)
+            ax.imshow(x_raw[k, 0].numpy(), cmap="gray")
+            ax.imshow(cams[k].cpu().numpy(), cmap="inferno", alpha=0.55)
             _box(ax, boxes[k])
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"{cfg.pool} pooling CAM")
     for i, k in enumerate(show):
-        axs[i, 0].imshow(x_raw[k, 0], cmap="gray")
+        axs[i, 0].imshow(x_raw[k, 0].numpy(), cmap="gray")
         _box(axs[i, 0], boxes[k])
         axs[i, 0].set_xticks([]), axs[i, 0].set_yticks([])
     axs[0, 0].set_title("held-out scene")

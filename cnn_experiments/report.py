@@ -58,9 +58,10 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         runs = pd.DataFrame([{**provenance(), "device": device_name("cpu")}])
         seeds = "none (no training)"
     else:
-        per_cell = runs.groupby("cell_id")["seed"].nunique()
+        main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell
+        per_cell = main.groupby("cell_id")["seed"].nunique()
         seeds = f"{per_cell.min()}" if per_cell.min() == per_cell.max() else f"{per_cell.min()} to {per_cell.max()}"
-        seeds += f"; runs: {len(runs)}"
+        seeds += f"; runs: {len(runs)}, {runs['seconds'].sum() / 60:.1f} min of training in all"
 
     def one(col):
         return ", ".join(sorted(map(str, runs[col].dropna().unique())))
@@ -99,7 +100,41 @@ def write_index(results: Path) -> Path:
             lines.append(f"| [{folder.name}]({folder.name}/{summary.name}) | {profile} | {finding_of(summary)} |")
     path = results / "README.md"
     path.write_text("\n".join(lines) + "\n")
+    readme = results.parent / "README.md"
+    if readme.exists() and BLOCK[0] in readme.read_text():
+        update_readme(readme, results)
     return path
+
+
+BLOCK = ("<!-- results: written by `cnn-exp report` and the benchmarks; do not edit by hand -->", "<!-- /results -->")
+
+
+def update_readme(readme: Path, results: Path) -> None:
+    "Rewrite the README's results block: the pooling headline, each experiment's finding, the benchmarks."
+    rel = results.name
+    lines = [BLOCK[0]]
+    pooling = best_summary(results / "pooling") if (results / "pooling").is_dir() else None
+    if pooling:
+        profile = pooling.stem.split("_", 1)[1]
+        lines += [f"**Headline** ([pooling study, {profile} profile]({rel}/pooling/{pooling.name})): "
+                  f"{finding_of(pooling)}", ""]
+    lines += ["| experiment | profile | finding |", "|---|---|---|"]
+    for folder in sorted(p for p in results.iterdir() if p.is_dir()):
+        s = best_summary(folder)
+        if s:
+            lines.append(f"| [{folder.name}]({rel}/{folder.name}/{s.name}) | {s.stem.split('_', 1)[1]} | "
+                         f"{finding_of(s)} |")
+    benches = sorted(results.glob("benchmarks/*.md")) + sorted(results.glob("*/benchmark_*.md"))
+    if benches:
+        lines += ["", "Benchmarks (each a ratio or error from one run of its command, on the device it names):", ""]
+        for b in benches:
+            found = [ln for ln in b.read_text().splitlines() if ln.startswith(("**Result:**", FINDING))]
+            text = found[0].split(":**", 1)[1].strip() if found else "(no result line)"
+            lines.append(f"- [{b.stem}]({b.relative_to(results.parent)}): {text}")
+    lines.append(BLOCK[1])
+    text = readme.read_text()
+    start, end = text.index(BLOCK[0]), text.index(BLOCK[1]) + len(BLOCK[1])
+    readme.write_text(text[:start] + "\n".join(lines) + text[end:])
 
 
 def save_fig(fig, path: Path) -> str:

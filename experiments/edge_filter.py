@@ -60,7 +60,7 @@ def figure(x: torch.Tensor, path: Path) -> str:
     for ax, img, title, kw in [(axs[0], x[0], "input digit", dict(cmap="gray_r")),
                                (axs[1], raw[0, 0], "top-edge kernel output", dict(cmap="RdBu_r", vmin=-lim, vmax=lim)),
                                (axs[2], act[0, 0], "after ReLU", dict(cmap="RdBu_r", vmin=-lim, vmax=lim))]:
-        ax.imshow(img, **kw)
+        ax.imshow(img.numpy(), **kw)
         ax.set_title(title), ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("The top-edge kernel is large (red) where ink begins below a dark row; ReLU keeps only that")
     return R.save_fig(fig, path)

@@ -68,7 +68,7 @@ def kernels_figure(path: Path) -> str:
     w = learn.model[0][0].weight.detach().cpu()[:, 0]
     fig, axs = plt.subplots(1, len(w), figsize=(1.4 * len(w), 1.8))
     for ax, k in zip(axs, w):
-        ax.imshow(k, cmap="RdBu_r", vmin=-k.abs().max(), vmax=k.abs().max())
+        ax.imshow(k.numpy(), cmap="RdBu_r", vmin=-float(k.abs().max()), vmax=float(k.abs().max()))
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle("First-layer 5x5 kernels after training (red +, blue -): oriented edge and stroke detectors")
     return R.save_fig(fig, path)

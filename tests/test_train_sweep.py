@@ -1,0 +1,77 @@
+import pandas as pd
+import pytest
+
+from cnn_experiments import sweep, train
+from cnn_experiments.train import Config
+
+TINY = Config(data="mnist", n_train=512, epochs=1, bs=64, lr=0.03)
+
+
+def test_same_config_same_numbers_on_cpu():
+    a, b = train.run(TINY), train.run(TINY)
+    for k in ("train_loss", "valid_loss", "accuracy"):
+        assert a[k] == b[k], k
+    assert train.run(TINY.replace(seed=1))["valid_loss"] != a["valid_loss"]
+    assert a["accuracy"] > 0.5  # 512 digits, one epoch: well above chance (0.1)
+
+
+def test_run_reports_the_metrics_dict():
+    m = train.run(TINY)
+    assert {"train_loss", "valid_loss", "accuracy", "seconds", "epochs", "device", "diverged"} <= set(m)
+    assert m["epochs"] == 1 and m["device"].startswith("cpu") and m["diverged"] is False
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("pool", "median", "pool: unknown value 'median'; choose one of avg"),
+    ("act", "swish", "act: unknown value"),
+    ("p", 1.0, r"p: dropout must be in \[0, 1\)"),
+    ("epochs", 0, "epochs: must be a positive integer"),
+    ("obj_size", 300, "obj_size: 300 px does not fit the 64 px canvas"),
+    ("device", "tpu", "device: unknown value 'tpu'"),
+])
+def test_config_check_names_the_field(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        TINY.replace(**{field: value}).check()
+
+
+def test_run_id_changes_with_every_field_and_cell_id_ignores_seed():
+    assert TINY.run_id != TINY.replace(lr=0.031).run_id
+    assert TINY.cell_id == TINY.replace(seed=3).cell_id != TINY.replace(bs=32).cell_id
+
+
+def test_sweep_resume_skips_finished_runs(tmp_path):
+    path, lines = tmp_path / "runs.csv", []
+    grid = [TINY.replace(seed=s) for s in range(2)]
+    first = sweep.run_sweep(grid, path, echo=lines.append)
+    assert len(first) == 2 and "2 to run" in lines[0]
+    lines.clear()
+    second = sweep.run_sweep(grid + [TINY.replace(seed=2)], path, echo=lines.append)
+    assert "2 already in" in lines[0] and "1 to run" in lines[0]
+    assert len(second) == 3 and second["run_id"].is_unique
+    assert second.iloc[:2]["accuracy"].tolist() == first["accuracy"].tolist()  # old rows untouched
+
+
+def test_sweep_checks_every_config_before_any_work(tmp_path):
+    path = tmp_path / "runs.csv"
+    with pytest.raises(ValueError, match="pool"):
+        sweep.run_sweep([TINY, TINY.replace(pool="nope")], path, echo=lambda s: None)
+    assert not path.exists()
+
+
+def test_runs_file_cut_short_by_a_kill_loses_only_the_partial_row(tmp_path):
+    path = tmp_path / "runs.csv"
+    row = {"run_id": "a", "cell_id": "b", "profile": "quick", "accuracy": 0.5}
+    sweep.append_row(path, row)
+    sweep.append_row(path, {**row, "run_id": "c"})
+    with open(path, "a") as f:
+        f.write("d,b,quick,0.")  # a half-written row
+    assert sweep.read_runs(path)["run_id"].tolist() == ["a", "c"]
+
+
+def test_runs_file_of_another_version_gets_a_clear_error(tmp_path):
+    path = tmp_path / "runs.csv"
+    pd.DataFrame({"acc": [0.5]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="not a runs file of this version"):
+        sweep.read_runs(path)
+    with pytest.raises(ValueError, match="columns differ"):
+        sweep.append_row(path, {"run_id": "x", "cell_id": "y", "profile": "quick"})
