@@ -19,32 +19,33 @@ def check_choice(field: str, value: str, choices) -> str:
 
 
 def conv(ni: int, nf: int, ks: int = 3, act: bool = True, bn: bool = True,
-         act_name: str = "relu", down: str = "stride") -> nn.Sequential:
-    "One stage that halves the map: Conv-BN-act, the conv of stride 2 or followed by a 2x2 pool."
+         act_name: str = "relu", down: str = "stride", bn_first: bool = True) -> nn.Sequential:
+    "One stage that halves the map: Conv-BN-act (or Conv-act-BN), the conv of stride 2 or followed by a 2x2 pool."
     check_choice("down", down, DOWNS)
     layers = [nn.Conv2d(ni, nf, ks, stride=2 if down == "stride" else 1, padding=ks // 2, bias=not bn)]
-    if bn:
-        layers.append(nn.BatchNorm2d(nf))
-    if act:
-        layers.append(ACTIVATIONS[check_choice("act", act_name, ACTIVATIONS)]())
+    norm = [nn.BatchNorm2d(nf)] if bn else []
+    activation = [ACTIVATIONS[check_choice("act", act_name, ACTIVATIONS)]()] if act else []
+    layers += norm + activation if bn_first else activation + norm
     if down != "stride":
         # ceil_mode keeps the stride-2 conv's map size (7 -> 4, not 3)
         layers.append((nn.MaxPool2d if down == "maxpool" else nn.AvgPool2d)(2, ceil_mode=True))
     return nn.Sequential(*layers)
 
 
-def simple_cnn(bn: bool = True, act: str = "relu", down: str = "stride", n_out: int = 10) -> nn.Sequential:
+def simple_cnn(bn: bool = True, act: str = "relu", down: str = "stride", n_out: int = 10,
+               bn_first: bool = True) -> nn.Sequential:
     "fastbook chapter 13's MNIST CNN: 28x28 -> 14 -> 7 -> 4 -> 2 -> 1, the last conv gives the logits."
-    kw = dict(bn=bn, act_name=act, down=down)
+    kw = dict(bn=bn, act_name=act, down=down, bn_first=bn_first)
     return nn.Sequential(conv(1, 8, ks=5, **kw), conv(8, 16, **kw), conv(16, 32, **kw), conv(32, 64, **kw),
                          conv(64, n_out, act=False, **kw), nn.Flatten())
 
 
 def body(channels: tuple[int, ...], n_in: int = 1, bn: bool = True, act: str = "relu",
-         down: str = "stride") -> nn.Sequential:
+         down: str = "stride", bn_first: bool = True) -> nn.Sequential:
     "len(channels) down-sampling stages (a 5x5 first conv, then 3x3): the map shrinks 2**len(channels) times."
     chans = (n_in, *channels)
-    return nn.Sequential(*[conv(chans[i], chans[i + 1], ks=5 if i == 0 else 3, bn=bn, act_name=act, down=down)
+    return nn.Sequential(*[conv(chans[i], chans[i + 1], ks=5 if i == 0 else 3, bn=bn, act_name=act, down=down,
+                                bn_first=bn_first)
                            for i in range(len(channels))])
 
 

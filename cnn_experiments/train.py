@@ -47,6 +47,7 @@ class Config:
     arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13) or pooled_cnn (a body + a global pooling head)
     channels: tuple[int, ...] = (16, 32, 64)  # pooled_cnn: output channels per stride-2 stage
     bn: bool = True  # batchnorm after each conv
+    bn_first: bool = True  # Conv-BN-act (fastai's ConvLayer); False: Conv-act-BN, the order of fastbook ch. 13's code
     act: str = "relu"  # non-linearity by name, see models.ACTIVATIONS
     down: str = "stride"  # the body's way down: stride (stride-2 conv), maxpool or avgpool (conv + 2x2 pool)
     pool: str = "avg"  # pooled_cnn: global pooling by name, see pooling.POOLS
@@ -89,13 +90,19 @@ class Config:
 
     @property
     def run_id(self) -> str:
-        "A short hash of every field: the key a sweep resumes by."
-        return _hash(dataclasses.asdict(self))
+        "A short hash of the fields that differ from the defaults: the key a sweep resumes by."
+        return _hash(self._changed())
 
     @property
     def cell_id(self) -> str:
         "The same hash without seed and device: runs that differ only by those are one table cell."
-        return _hash({k: v for k, v in dataclasses.asdict(self).items() if k not in ("seed", "device")})
+        return _hash({k: v for k, v in self._changed().items() if k not in ("seed", "device")})
+
+    def _changed(self) -> dict:
+        # a field added later with a default that keeps the old behaviour leaves every old id as it was
+        default = Config()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name) or f.name in ("seed", "device")}
 
 
 def _hash(d: dict) -> str:
@@ -130,8 +137,9 @@ def tensors(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
 
 def build_model(cfg: Config, n_out: int) -> torch.nn.Module:
     if cfg.arch == "simple_cnn":
-        return models.simple_cnn(bn=cfg.bn, act=cfg.act, down=cfg.down, n_out=n_out)
-    return models.pooled_cnn(cfg.channels, n_out, pool=cfg.pool, p=cfg.p, bn=cfg.bn, act=cfg.act, down=cfg.down)
+        return models.simple_cnn(bn=cfg.bn, act=cfg.act, down=cfg.down, n_out=n_out, bn_first=cfg.bn_first)
+    return models.pooled_cnn(cfg.channels, n_out, pool=cfg.pool, p=cfg.p, bn=cfg.bn, act=cfg.act, down=cfg.down,
+                             bn_first=cfg.bn_first)
 
 
 def learner(cfg: Config, progress: bool | None = None) -> Learner:
