@@ -108,10 +108,6 @@ class TensorLoader:
     def n(self) -> int:
         return len(self.x)
 
-    @property
-    def dataset(self):
-        return list(zip(self.x, self.y))
-
     def __len__(self) -> int:
         return self.n // self.bs if self.drop_last else math.ceil(self.n / self.bs)
 

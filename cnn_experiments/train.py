@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
 from fastai.learner import Learner
@@ -149,12 +151,21 @@ def learner(cfg: Config, progress: bool | None = None) -> Learner:
     xt, yt, xv, yv, n_out = tensors(cfg)
     dls = D.tensor_dls(xt, yt, xv, yv, bs=cfg.bs, device=cfg.device)
     model = build_model(cfg, n_out).to(cfg.device)
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd)
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN())
     learn.n_out = n_out
     learn.logger = noop  # the sweep prints one line per run; fastai's per-epoch lists would flood it
     if not (show_progress() if progress is None else progress):
         learn.remove_cb(ProgressCallback)
     return learn
+
+
+class StopOnNaN(Callback):
+    "Stop a run whose training loss is no longer finite; checked once an epoch, so no host sync per batch."
+    order = 60  # after the Recorder has updated its smoothed loss
+
+    def after_train(self):  # the end of an epoch's training phase: only ever inside fit
+        if not math.isfinite(float(self.learn.recorder.smooth_loss.value)):
+            raise CancelFitException
 
 
 def fit(learn: Learner, cfg: Config) -> None:
@@ -186,12 +197,14 @@ def train(cfg: Config, progress: bool | None = None) -> tuple[Learner, dict]:
     seconds = time.perf_counter() - t0
     metrics = evaluate(learn, learn.n_out)
     diverged = not np.isfinite(metrics["train_loss"])
-    return learn, dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs=cfg.epochs,
+    if diverged:  # a NaN model's accuracy is an artefact: the report shows the cell as diverged instead
+        metrics = {k: float("nan") for k in metrics}
+    return learn, dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs=learn.epoch + 1,
                        device=device_name(cfg.device))
 
 
 def run(cfg: Config, progress: bool | None = None) -> dict:
-    "One run = one config -> metrics: train_loss, valid_loss, accuracy, (auc), seconds, epochs, device."
+    "One run = one config -> metrics: train_loss, valid_loss, accuracy, (auc), seconds, epochs run, device."
     return train(cfg, progress)[1]
 
 

@@ -25,6 +25,9 @@ ROWS = [  # (label, config fields, the book's accuracy)
     ("no BN, fit_one_cycle(1, 0.06)", dict(bn=False, schedule="one_cycle", epochs=1, lr=0.06), "0.9743"),
     ("BN, fit_one_cycle(1, 0.06)", dict(bn=True, schedule="one_cycle", epochs=1, lr=0.06), "0.9864"),
     ("BN, fit_one_cycle(5, 0.1)", dict(bn=True, schedule="one_cycle", epochs=5, lr=0.1), "0.9912, 0.9921"),
+    # the book's code puts BN after the ReLU; the rows above use fastai's ConvLayer order, Conv-BN-ReLU
+    ("BN after ReLU (the book's code), fit_one_cycle(5, 0.1)",
+     dict(bn=True, bn_first=False, schedule="one_cycle", epochs=5, lr=0.1), "0.9912, 0.9921"),
 ]
 BASE = Config(data="mnist", arch="simple_cnn", bs=64)
 
@@ -45,7 +48,7 @@ def verdicts(s: pd.DataFrame) -> list[tuple[str, str, str]]:
     m = s.set_index("setting")
     bn, nobn = m.loc["BN, fit_one_cycle(1, 0.06)"], m.loc["no BN, fit_one_cycle(1, 0.06)"]
     cyc, const = nobn, m.loc["no BN, fit(1, 0.06)"]
-    best = m.loc["BN, fit_one_cycle(5, 0.1)"]
+    goal = [m.loc[name] for name, _, _ in ROWS[3:]]  # the 5-epoch rows, in either layer order
     def beats(a, b):
         return "supported" if a["lo"] > b["hi"] else ("not supported" if a["mean"] <= b["mean"] else
                                                        "not resolved (intervals overlap)")
@@ -54,8 +57,8 @@ def verdicts(s: pd.DataFrame) -> list[tuple[str, str, str]]:
          f"{R.fmt(cyc['mean'], cyc['ci'])} vs {R.fmt(const['mean'], const['ci'])}"),
         ("batchnorm helps (1cycle, 1 epoch)", beats(bn, nobn),
          f"{R.fmt(bn['mean'], bn['ci'])} vs {R.fmt(nobn['mean'], nobn['ci'])}"),
-        (f"BN + 5 epochs of 1cycle reaches the {GOAL:.1%} goal", "met" if best["mean"] >= GOAL else "not met",
-         f"mean {best['mean']:.4f} over {int(best['n'])} seeds, per seed {best['min']:.4f} to {best['max']:.4f}"),
+        *[(f"{r.name} reaches the {GOAL:.1%} goal", "met" if r["mean"] >= GOAL else "not met",
+           f"mean {r['mean']:.4f} over {int(r['n'])} seeds, per seed {r['min']:.4f} to {r['max']:.4f}") for r in goal],
     ]
 
 
@@ -64,7 +67,7 @@ def kernels_figure(path: Path) -> str:
     import matplotlib.pyplot as plt
 
     from cnn_experiments.train import train
-    learn, _ = train(grid("full")[-1], progress=False)
+    learn, _ = train(grid("full")[3], progress=False)
     w = learn.model[0][0].weight.detach().cpu()[:, 0]
     fig, axs = plt.subplots(1, len(w), figsize=(1.4 * len(w), 1.8))
     for ax, k in zip(axs, w):
@@ -92,10 +95,10 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
                       "## Learned first-layer kernels (claim C3)", "",
                       kernels_figure(out / f"{profile}_kernels.png"), "",
                       "The kernels are shown for a reader to judge; C3 is not given a computed verdict here."])
-    best = s.iloc[-1]
+    best = s.set_index("setting").loc["BN, fit_one_cycle(5, 0.1)"]
     finding = (f"BN + fit_one_cycle(5, 0.1) reaches {R.fmt(best['mean'], best['ci'])} held-out accuracy on the "
                f"embedded digits (n={int(best['n'])}); "
-               + "; ".join(f"{c}: {verdict}" for c, verdict, _ in v[:2]) + ".")
+               + "; ".join(f"{c}: {verdict}" for c, verdict, _ in v) + ".")
     return body, finding
 
 

@@ -75,3 +75,9 @@ def test_runs_file_of_another_version_gets_a_clear_error(tmp_path):
         sweep.read_runs(path)
     with pytest.raises(ValueError, match="columns differ"):
         sweep.append_row(path, {"run_id": "x", "cell_id": "y", "profile": "quick"})
+
+
+def test_a_diverging_run_is_stopped_and_recorded_as_diverged(tmp_path):
+    m = train.run(TINY.replace(lr=1e6, schedule="constant", epochs=3, bn=False))
+    assert m["diverged"] is True and m["accuracy"] != m["accuracy"]  # NaN, not a NaN model's accuracy
+    assert m["epochs"] < 3  # stopped early, not run to the end
