@@ -61,7 +61,7 @@ def mnist_full() -> Digits:
         path = untar_data(URLs.MNIST)
     except Exception as e:  # any network or archive failure gets the same one-line answer
         raise DataError(f"full MNIST could not be downloaded from {URLs.MNIST} ({type(e).__name__}); "
-                        "use --data mnist (the embedded digits, offline)") from None
+                        "the embedded digits, data='mnist', work offline") from None
     return Digits(*_read_folder(path / "training"), *_read_folder(path / "testing"),
                   name="full MNIST (fastai URLs.MNIST, 60,000 train / 10,000 test)")
 

@@ -41,12 +41,17 @@ def simple_cnn(bn: bool = True, act: str = "relu", down: str = "stride", n_out: 
 
 
 def body(channels: tuple[int, ...], n_in: int = 1, bn: bool = True, act: str = "relu",
-         down: str = "stride", bn_first: bool = True) -> nn.Sequential:
-    "len(channels) down-sampling stages (a 5x5 first conv, then 3x3): the map shrinks 2**len(channels) times."
+         down: str = "stride", bn_first: bool = True, p_body: float = 0.0) -> nn.Sequential:
+    """len(channels) down-sampling stages (a 5x5 first conv, then 3x3): the map shrinks 2**len(channels) times.
+    With `p_body`, spatial dropout (whole channels) follows every stage."""
     chans = (n_in, *channels)
-    return nn.Sequential(*[conv(chans[i], chans[i + 1], ks=5 if i == 0 else 3, bn=bn, act_name=act, down=down,
-                                bn_first=bn_first)
-                           for i in range(len(channels))])
+    stages = []
+    for i in range(len(channels)):
+        stages.append(conv(chans[i], chans[i + 1], ks=5 if i == 0 else 3, bn=bn, act_name=act, down=down,
+                           bn_first=bn_first))
+        if p_body:
+            stages[-1].append(nn.Dropout2d(p_body))
+    return nn.Sequential(*stages)
 
 
 def head(nf: int, n_out: int, pool: str = "avg", p: float = 0.0) -> nn.Sequential:
@@ -57,3 +62,35 @@ def head(nf: int, n_out: int, pool: str = "avg", p: float = 0.0) -> nn.Sequentia
 def pooled_cnn(channels: tuple[int, ...], n_out: int, pool: str = "avg", p: float = 0.0, **body_kw) -> nn.Sequential:
     "A body and a pooling head: model[0] gives the final feature map, model[1] pools and classifies it."
     return nn.Sequential(body(channels, **body_kw), head(channels[-1], n_out, pool, p))
+
+
+def fastai_head_cnn(channels: tuple[int, ...], n_out: int, p: float = 0.5, **body_kw) -> nn.Sequential:
+    "A body and fastai's `create_head(ps=p)`: concat pool, BN, dropout p/2, linear 512, ReLU, BN, dropout p, linear."
+    from fastai.vision.learner import create_head
+    return nn.Sequential(body(channels, **body_kw), create_head(channels[-1], n_out, ps=p))
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    "Multiply-accumulates of the convolutions and linear layers for one input of `input_shape` (C, H, W)."
+    import torch
+    total = 0
+
+    def count(m, inp, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += out.numel() * m.in_features
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return total

@@ -10,7 +10,9 @@ import dataclasses
 import datetime
 import os
 import platform
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,6 @@ from . import train
 from .train import Config
 
 META = ("run_id", "cell_id", "profile")  # before the config's fields
-PROVENANCE = ("date", "python", "torch", "fastai", "git_rev")  # after the metrics
 
 
 def provenance() -> dict:
@@ -56,9 +57,19 @@ def read_runs(path: Path) -> pd.DataFrame:
     return df
 
 
+def drop_partial_line(path: Path) -> None:
+    "Cut a last line that a kill left without its newline, so the next row starts on a line of its own."
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def append_row(path: Path, row: dict) -> None:
-    "Append one whole row; write the header first when the file is new."
+    "Append one whole row (one write, flush, fsync); write the header first when the file is new."
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        drop_partial_line(path)
     new = not path.exists() or path.stat().st_size == 0
     if not new:
         with open(path, newline="") as f:
@@ -89,24 +100,47 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
         c.check()  # every config is checked before any work starts
     done = set(read_runs(path)["run_id"])
     todo = [c for c in configs if c.run_id not in done]
-    cols = varying_fields(configs) or ["seed"]
-    widths = [max(len(k), 8) for k in cols]
     echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {path}, {len(todo)} to run")
-    if todo:
-        echo("  ".join(["  run"] + [k.rjust(w) for k, w in zip(cols, widths)]
-                       + [f"{'accuracy':>8}", f"{'train':>7}", f"{'valid':>7}", f"{'s':>6}"]))
-    prov = provenance()
-    for i, cfg in enumerate(todo, 1):
-        metrics = train.run(cfg)
-        cr = config_row(cfg)
-        row = {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **cr,
-               **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov}
-        append_row(path, row)
-        echo("  ".join([f"{i:>5}"] + [str(cr[k]).rjust(w) for k, w in zip(cols, widths)]
-                       + [f"{metrics['accuracy']:8.4f}", f"{metrics['train_loss']:7.4f}",
-                          f"{metrics['valid_loss']:7.4f}", f"{metrics['seconds']:6.1f}"]))
+    table = ProgressTable(varying_fields(configs) or ["seed"], echo)
+    prov, finished = provenance(), 0
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
+    try:
+        for cfg in todo:
+            metrics = train.run(cfg)
+            append_row(path, {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **config_row(cfg),
+                              **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov})
+            finished += 1
+            table.line(finished, cfg, metrics)
+    except KeyboardInterrupt:
+        echo(f"stopped: {finished} of {len(todo)} runs finished and saved in {path}; run again to resume")
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     df = read_runs(path)
     return df[df["run_id"].isin({c.run_id for c in configs})].reset_index(drop=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class ProgressTable:
+    "A fixed-width line per finished run: the fields the grid varies, then the metrics."
+    def __init__(self, cols: list[str], echo):
+        self.cols, self.echo, self.started = cols, echo, False
+        self.widths = [max(len(k), 8) for k in cols]
+
+    def line(self, i: int, cfg: Config, m: dict) -> None:
+        if not self.started:
+            self.echo("  ".join(["  run"] + [k.rjust(w) for k, w in zip(self.cols, self.widths)]
+                                + [f"{'accuracy':>8}", f"{'train':>7}", f"{'valid':>7}", f"{'s':>6}"]))
+            self.started = True
+        row = config_row(cfg)
+        self.echo("  ".join([f"{i:>5}"] + [str(row[k]).rjust(w) for k, w in zip(self.cols, self.widths)]
+                            + [f"{m['accuracy']:8.4f}", f"{m['train_loss']:7.4f}", f"{m['valid_loss']:7.4f}",
+                               f"{m['seconds']:6.1f}"]))
 
 
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds", "epochs", "device")

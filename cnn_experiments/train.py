@@ -29,7 +29,7 @@ from . import models
 from .pooling import POOLS
 
 SCHEDULES = ("one_cycle", "constant")  # fit_one_cycle, or fit at a constant rate
-ARCHS = ("simple_cnn", "pooled_cnn")
+ARCHS = ("simple_cnn", "pooled_cnn", "fastai_head")
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,16 @@ class Config:
     mode: str = "binary"  # scenes: binary (bear vs another digit) or tenway (which digit)
     n_scenes: int = 4000  # scenes: training scenes (held-out scenes: a quarter of this)
     # model
-    arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13) or pooled_cnn (a body + a global pooling head)
-    channels: tuple[int, ...] = (16, 32, 64)  # pooled_cnn: output channels per stride-2 stage
+    arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13), pooled_cnn (body + pooling head), fastai_head
+    # (fastai_head: the body + fastai's create_head)
+    channels: tuple[int, ...] = (16, 32, 64)  # pooled_cnn, fastai_head: output channels per stride-2 stage
     bn: bool = True  # batchnorm after each conv
     bn_first: bool = True  # Conv-BN-act (fastai's ConvLayer); False: Conv-act-BN, the order of fastbook ch. 13's code
     act: str = "relu"  # non-linearity by name, see models.ACTIVATIONS
     down: str = "stride"  # the body's way down: stride (stride-2 conv), maxpool or avgpool (conv + 2x2 pool)
     pool: str = "avg"  # pooled_cnn: global pooling by name, see pooling.POOLS
-    p: float = 0.0  # pooled_cnn: dropout probability before the head's linear layer
+    p: float = 0.0  # head dropout: before pooled_cnn's linear layer; fastai_head: create_head's ps (p/2, then p)
+    p_body: float = 0.0  # spatial dropout (Dropout2d, whole channels) after every body stage
     # training
     epochs: int = 1  # passes over the training set
     lr: float = 0.06  # peak learning rate (one_cycle) or the constant rate
@@ -77,8 +79,13 @@ class Config:
         for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
             if getattr(self, f) <= 0:
                 raise ValueError(f"{f}: must be a positive integer, got {getattr(self, f)}")
-        if not 0 <= self.p < 1:
-            raise ValueError(f"p: dropout must be in [0, 1), got {self.p}")
+        if not 0 <= self.target <= 9:
+            raise ValueError(f"target: a digit class 0 to 9, got {self.target}")
+        if self.num_dist < -1 or self.n_train < 0:
+            raise ValueError("num_dist: -1 (default density) or more; n_train: 0 (all) or more")
+        for f in ("p", "p_body"):
+            if not 0 <= getattr(self, f) < 1:
+                raise ValueError(f"{f}: dropout must be in [0, 1), got {getattr(self, f)}")
         if self.lr <= 0:
             raise ValueError(f"lr: must be positive, got {self.lr}")
         if self.obj_size > self.canvas:
@@ -140,8 +147,10 @@ def tensors(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
 def build_model(cfg: Config, n_out: int) -> torch.nn.Module:
     if cfg.arch == "simple_cnn":
         return models.simple_cnn(bn=cfg.bn, act=cfg.act, down=cfg.down, n_out=n_out, bn_first=cfg.bn_first)
-    return models.pooled_cnn(cfg.channels, n_out, pool=cfg.pool, p=cfg.p, bn=cfg.bn, act=cfg.act, down=cfg.down,
-                             bn_first=cfg.bn_first)
+    body_kw = dict(bn=cfg.bn, act=cfg.act, down=cfg.down, bn_first=cfg.bn_first, p_body=cfg.p_body)
+    if cfg.arch == "fastai_head":
+        return models.fastai_head_cnn(cfg.channels, n_out, p=cfg.p, **body_kw)
+    return models.pooled_cnn(cfg.channels, n_out, pool=cfg.pool, p=cfg.p, **body_kw)
 
 
 def learner(cfg: Config, progress: bool | None = None) -> Learner:

@@ -57,5 +57,5 @@ def test_full_mnist_offline_is_one_clear_error(monkeypatch):
     def offline(*a, **k):
         raise ConnectionError("no network")
     monkeypatch.setattr(ext, "untar_data", offline)
-    with pytest.raises(D.DataError, match="could not be downloaded.*--data mnist"):
+    with pytest.raises(D.DataError, match="could not be downloaded.*data='mnist', work offline"):
         D.mnist_full()
