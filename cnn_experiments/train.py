@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.core import Callback, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
 from fastai.learner import Learner
@@ -177,11 +177,19 @@ class StopOnNaN(Callback):
             raise CancelFitException
 
 
-def fit(learn: Learner, cfg: Config) -> None:
+class SkipValidation(Callback):
+    "No held-out pass after each epoch: `evaluate` scores the model once, at the end (it changes no number)."
+    def before_validate(self):
+        raise CancelValidException
+
+
+def fit(learn: Learner, cfg: Config) -> int:
+    "Train; return the epochs run (fewer than asked when the loss stopped being finite)."
     if cfg.schedule == "one_cycle":
-        learn.fit_one_cycle(cfg.epochs, cfg.lr)
+        learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=SkipValidation())
     else:
-        learn.fit(cfg.epochs, cfg.lr)
+        learn.fit(cfg.epochs, cfg.lr, cbs=SkipValidation())
+    return learn.epoch + 1
 
 
 def evaluate(learn: Learner, n_out: int) -> dict:
@@ -202,13 +210,13 @@ def train(cfg: Config, progress: bool | None = None) -> tuple[Learner, dict]:
     "Train one run; the Learner (for figures) and its metrics."
     learn = learner(cfg, progress)
     t0 = time.perf_counter()  # training time only: scenes are generated (and cached) before
-    fit(learn, cfg)
+    epochs = fit(learn, cfg)
     seconds = time.perf_counter() - t0
     metrics = evaluate(learn, learn.n_out)
     diverged = not np.isfinite(metrics["train_loss"])
     if diverged:  # a NaN model's accuracy is an artefact: the report shows the cell as diverged instead
         metrics = {k: float("nan") for k in metrics}
-    return learn, dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs=learn.epoch + 1,
+    return learn, dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs=epochs,
                        device=device_name(cfg.device))
 
 
