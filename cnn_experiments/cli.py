@@ -88,7 +88,8 @@ def do_report(name: str, profile: str | None, results: Path, cmd: str | None = N
                          f"run `cnn-exp run {name} --profile {profile}` first")
     if cmd is None:
         n = int(runs.groupby("cell_id")["seed"].nunique().max()) if len(runs) else 0
-        dev = "cuda" if runs["device"].astype(str).str.contains("NVIDIA|H100|GPU").any() else "cpu"
+        # runs.csv keeps the device's name ("cpu (x86_64, 2 threads)" or the GPU's)
+        dev = "cpu" if runs["device"].astype(str).str.startswith("cpu").all() else "cuda"
         cmd = command(name, profile, n or mod.PROFILES[profile]["seeds"], mod.PROFILES[profile]["seeds"], dev)
     body, finding = mod.report(runs, out, profile)
     text = R.header(mod.TITLE, mod.CLAIM, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"

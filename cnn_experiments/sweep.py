@@ -65,20 +65,36 @@ def drop_partial_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def upgrade(path: Path, columns: list[str]) -> list[str]:
+    """Rewrite a runs file of an older version with this version's columns: a config field added since gets
+    its default (ids hash only non-default fields, so old ids still match); columns it has and we lack stay."""
+    df = read_runs(path)
+    defaults = config_row(Config())
+    for c in columns:
+        if c not in df:
+            df[c] = defaults.get(c, float("nan"))
+    header = list(columns) + [c for c in df.columns if c not in columns]
+    tmp = path.with_suffix(".upgrade")
+    df[header].to_csv(tmp, index=False)
+    os.replace(tmp, path)  # the old file or the new one, never half of each
+    return header
+
+
 def append_row(path: Path, row: dict) -> None:
     "Append one whole row (one write, flush, fsync); write the header first when the file is new."
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         drop_partial_line(path)
     new = not path.exists() or path.stat().st_size == 0
+    header = list(row)
     if not new:
         with open(path, newline="") as f:
             header = next(csv.reader(f))
-        if header != list(row):
-            raise ValueError(f"{path}: its columns differ from this version's; move it away and run again")
+        if set(row) - set(header):
+            header = upgrade(path, list(row))
     from io import StringIO
     buf = StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=header, restval="", lineterminator="\n")
     if new:
         w.writeheader()
     w.writerow(row)

@@ -79,6 +79,12 @@ def figure(by: dict[str, pd.DataFrame], word: str, path: Path) -> str:
     return R.save_fig(fig, path)
 
 
+def dropout_mask(shape: tuple[int, ...], p: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    "The lesson's recipe: a uniform random map, and the mask that keeps the values at or above p."
+    rand = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    return rand, (rand >= p).float()
+
+
 def mask_figure(path: Path, p: float = 0.5) -> str:
     "The lesson's picture: an activation map, a uniform random map, the mask (values under p dropped), the product."
     import matplotlib.pyplot as plt
@@ -86,8 +92,7 @@ def mask_figure(path: Path, p: float = 0.5) -> str:
     from cnn_experiments.data import mnist_embedded
     from experiments.edge_filter import edge_maps
     act = edge_maps(mnist_embedded().x_valid[:1])[1][0, 0]
-    rand = torch.rand(act.shape, generator=torch.Generator().manual_seed(0))
-    mask = (rand >= p).float()
+    rand, mask = dropout_mask(act.shape, p)
     panels = [(act, "activations"), (rand, "uniform random"), (mask, f"mask: random >= p = {p}"),
               (act * mask / (1 - p), "activations x mask / (1 - p)")]
     fig, axs = plt.subplots(1, 4, figsize=(12, 3.3))

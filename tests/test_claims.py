@@ -47,6 +47,12 @@ def test_nn_dropout_zeroes_about_p_and_scales_the_rest():
         assert torch.equal(d.eval()(torch.ones(10)), torch.ones(10))
 
 
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.75])
+def test_dropout_figure_mask_drops_a_fraction_p(p):
+    rand, mask = dropout.dropout_mask((100, 100), p)
+    assert abs(float(1 - mask.mean()) - p) < 0.02 and torch.equal(mask, (rand >= p).float())
+
+
 def test_dropout_grid_shares_the_no_dropout_run():
     cells = dropout.grid("quick")
     assert len(cells) == 2 * len(dropout.PS) - 1 and len({c.cell_id for c in cells}) == len(cells)

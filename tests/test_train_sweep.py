@@ -73,8 +73,20 @@ def test_runs_file_of_another_version_gets_a_clear_error(tmp_path):
     pd.DataFrame({"acc": [0.5]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match="not a runs file of this version"):
         sweep.read_runs(path)
-    with pytest.raises(ValueError, match="columns differ"):
-        sweep.append_row(path, {"run_id": "x", "cell_id": "y", "profile": "quick"})
+    with pytest.raises(ValueError, match="not a runs file of this version"):
+        sweep.append_row(path, {"run_id": "x", "cell_id": "y", "profile": "quick", "p": 0.0})
+
+
+def test_runs_file_missing_a_newer_config_field_is_upgraded_and_still_resumes(tmp_path):
+    path = tmp_path / "runs.csv"
+    sweep.run_sweep([TINY], path, echo=lambda s: None)
+    old = pd.read_csv(path).drop(columns=["p_body"]).assign(retired_metric=1.0)  # as an older version wrote it
+    old.to_csv(path, index=False)
+    lines = []
+    runs = sweep.run_sweep([TINY, TINY.replace(seed=1)], path, echo=lines.append)
+    assert "1 already in" in lines[0] and len(runs) == 2
+    back = pd.read_csv(path)
+    assert (back["p_body"] == 0.0).all() and back["retired_metric"].iloc[0] == 1.0
 
 
 def test_a_diverging_run_is_stopped_and_recorded_as_diverged(tmp_path):
