@@ -60,6 +60,13 @@ def test_pooling_verdict_not_supported_when_max_loses():
     assert word.startswith("not supported")
 
 
+def test_pooling_verdict_skips_sizes_where_every_head_is_at_chance():
+    at_chance = {(0.25, h): 0.5 for h in ("avg", "max", "concat")}
+    s = pd.concat([table(at_chance), lesson_world(small_max=0.85, small_avg=0.6)])
+    word, lines = pooling.verdict(s)
+    assert word == "supported" and lines[0].startswith("0.25 cells: every head at chance")
+
+
 def test_pooling_grid_uses_the_searched_lr_per_head():
     search = pooling.search("medium")
     assert {c.split for c in search} == {"search"} and len(search) == len(pooling.HEADS) * 2
