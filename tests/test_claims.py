@@ -21,20 +21,20 @@ def test_activations_verdict():
     assert activations.verdict(summary({**close, "sigmoid": 0.5, "identity": 0.9}, "act"))[0] == "not supported"
 
 
-def dropout_tables(gap_at_0, gap_at_max, train_at_0, train_at_max):
+def dropout_tables(valid_at_0, valid_best, train_at_0, train_at_max):
     ps = [0.0, 0.5, 0.9]
     lerp = [0.0, 0.5, 1.0]
     return {"head": {
-        "gap": summary({p: gap_at_0 + t * (gap_at_max - gap_at_0) for p, t in zip(ps, lerp)}, "dropout", 0.01,
-                       metric="gap"),
+        "valid_loss": summary({0.0: valid_at_0, 0.5: valid_best, 0.9: valid_at_0 + 1}, "dropout", 0.01,
+                              metric="valid_loss"),
         "train_loss": summary({p: train_at_0 + t * (train_at_max - train_at_0) for p, t in zip(ps, lerp)},
                               "dropout", 0.001, metric="train_loss")}}
 
 
 def test_dropout_verdict_checks_both_halves():
-    assert dropout.verdict(dropout_tables(0.5, 0.1, 0.001, 0.05))[0] == "supported"
-    assert dropout.verdict(dropout_tables(0.5, 0.1, 0.001, 0.001))[0] == "partly supported"
-    assert dropout.verdict(dropout_tables(0.1, 0.5, 0.05, 0.001))[0] == "not supported"
+    assert dropout.verdict(dropout_tables(0.5, 0.3, 0.001, 0.05))[0] == "supported"
+    assert dropout.verdict(dropout_tables(0.5, 0.3, 0.001, 0.001))[0] == "partly supported"
+    assert dropout.verdict(dropout_tables(0.3, 0.5, 0.05, 0.001))[0] == "not supported"
 
 
 def test_nn_dropout_zeroes_about_p_and_scales_the_rest():
