@@ -193,6 +193,10 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
                    "train digits and scored on scenes of the other fifth (never the held-out digits); "
                    "search-split accuracy:", "", st.to_markdown(floatfmt=".3f"), "",
                    "chosen: " + ", ".join(f"{h} {lr[h]:g}" for h in HEADS)]
+        edge = [h for h in HEADS if lr[h] in (min(p["lrs"]), max(p["lrs"]))]
+        if edge:
+            lr_text += ["", f"At the edge of the searched range for {', '.join(edge)}: a wider search might "
+                        "choose another rate."]
     cam_size = p["cam_size"]
     cam_cfgs = [c for c in grid(profile, runs) if c.obj_size == cam_size and c.pool in ("avg", "max", "concat")]
     cam_img, cam_table = cam_study(cam_cfgs, out / f"{profile}_cams.png")
