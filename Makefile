@@ -4,7 +4,6 @@ BIN := $(VENV)/bin
 
 $(VENV)/installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
