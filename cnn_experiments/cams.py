@@ -40,7 +40,7 @@ def cam_study(cfgs: list[Config], path: Path, n_show: int = 4) -> tuple[str, pd.
     rows = []
     for j, cfg in enumerate(cfgs):
         learn, metrics = train(cfg, progress=False)
-        cams = class_activation_maps(learn.model, learn.dls.valid.x)
+        cams = class_activation_maps(learn.model, learn.dls.valid.x).cpu()
         peak = cams.flatten(1).argmax(1)
         r, c = peak // cams.shape[-1], peak % cams.shape[-1]
         top, left, size = boxes[:, 0], boxes[:, 1], boxes[:, 2]
@@ -52,7 +52,7 @@ def cam_study(cfgs: list[Config], path: Path, n_show: int = 4) -> tuple[str, pd.
         for i, k in enumerate(show):
             ax = axs[i, j + 1]
             ax.imshow(x_raw[k, 0].numpy(), cmap="gray")
-            ax.imshow(cams[k].cpu().numpy(), cmap="inferno", alpha=0.55)
+            ax.imshow(cams[k].numpy(), cmap="inferno", alpha=0.55)
             _box(ax, boxes[k])
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:

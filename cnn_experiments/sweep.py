@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import gc
 import os
 import platform
 import signal
@@ -128,6 +129,7 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
                               **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov})
             finished += 1
             table.line(finished, cfg, metrics)
+            gc.collect()  # a Learner and its callbacks form reference cycles: free each run's before the next
     except KeyboardInterrupt:
         echo(f"stopped: {finished} of {len(todo)} runs finished and saved in {path}; run again to resume")
         raise

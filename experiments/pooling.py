@@ -1,6 +1,7 @@
 """Claim C6: average pooling dilutes a tiny object; max pooling finds it; fastai concatenates both.
 
-    python -m experiments.pooling                     # quick: 112 px scenes, 7x7 map, 2 seeds, minutes on a CPU
+    python -m experiments.pooling                     # quick: 64 px scenes, 4x4 map, 2 seeds, minutes on a CPU
+    python -m experiments.pooling --profile medium    # the lesson's 7x7 map at 112 px, 2 seeds, under an hour
     python -m experiments.pooling --profile full      # the lesson's geometry: 224 px scenes, 7x7 map, 5 seeds
     cnn-exp run pooling --benchmark cluttered60       # ten-way cluttered MNIST beside the RAM paper's Table 2
 
@@ -70,11 +71,11 @@ def chosen_lrs(profile: str, runs: pd.DataFrame | None) -> dict[str, float]:
     out = {h: lrs[len(lrs) // 2] for h in HEADS}
     if runs is None or runs.empty:
         return out
-    ids = {c.run_id: c for c in search(profile)}
-    s = runs[runs["run_id"].isin(ids)]
+    cells = {c.cell_id: c for c in search(profile)}  # by cell: the search may have run on any device
+    s = runs[runs["cell_id"].isin(cells)]
     for h, g in s.groupby("pool"):
         best = g.sort_values(["accuracy", "valid_loss"], ascending=[False, True]).iloc[0]
-        out[h] = ids[best["run_id"]].lr
+        out[h] = cells[best["cell_id"]].lr
     return out
 
 
@@ -176,8 +177,8 @@ def accuracy_figure(s: pd.DataFrame, profile: str, word: str, path: Path) -> str
 
 def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     p = PROFILES[profile]
-    search_ids = {c.run_id for c in search(profile)}
-    searched, main = runs[runs["run_id"].isin(search_ids)], runs[~runs["run_id"].isin(search_ids)]
+    search_cells = {c.cell_id for c in search(profile)}
+    searched, main = runs[runs["cell_id"].isin(search_cells)], runs[~runs["cell_id"].isin(search_cells)]
     main = main.assign(cells=main["obj_size"] / cell_px(profile))
     s = R.summarize(main, ["cells", "pool"])
     word, lines = verdict(s)
@@ -198,7 +199,10 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
             lr_text += ["", f"At the edge of the searched range for {', '.join(edge)}: a wider search might "
                         "choose another rate."]
     cam_size = p["cam_size"]
-    cam_cfgs = [c for c in grid(profile, runs) if c.obj_size == cam_size and c.pool in ("avg", "max", "concat")]
+    import torch
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # the CAM models are retrained where the report runs
+    cam_cfgs = [c.replace(device=dev) for c in grid(profile, runs)
+                if c.obj_size == cam_size and c.pool in ("avg", "max", "concat")]
     cam_img, cam_table = cam_study(cam_cfgs, out / f"{profile}_cams.png")
     body = "\n".join([
         f"Data: binary scenes, {p['canvas']}x{p['canvas']} px, clutter of 8x8 digit fragments at the RAM paper's "

@@ -70,8 +70,8 @@ def test_pooling_verdict_skips_sizes_where_every_head_is_at_chance():
 def test_pooling_grid_uses_the_searched_lr_per_head():
     search = pooling.search("medium")
     assert {c.split for c in search} == {"search"} and len(search) == len(pooling.HEADS) * 2
-    runs = pd.DataFrame([dict(run_id=c.run_id, pool=c.pool, accuracy=0.9 if c.lr == 3e-3 and c.pool == "max"
-                              else 0.8, valid_loss=0.3) for c in search])
+    runs = pd.DataFrame([dict(cell_id=c.replace(device="cuda").cell_id, pool=c.pool, valid_loss=0.3,
+                              accuracy=0.9 if c.lr == 3e-3 and c.pool == "max" else 0.8) for c in search])
     lrs = {c.pool: c.lr for c in pooling.grid("medium", runs)}
     assert lrs["max"] == 3e-3 and all(np.isclose(v, 3e-3) for v in lrs.values())  # ties: first (lower) lr
     assert {c.obj_size for c in pooling.grid("medium", runs)} == set(pooling.PROFILES["medium"]["sizes"])

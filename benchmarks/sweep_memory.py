@@ -1,0 +1,63 @@
+"""Memory over a long sweep: does resident memory stay flat across hundreds of short runs?
+
+    python benchmarks/sweep_memory.py                 # 200 runs; writes results/benchmarks/sweep_memory.md
+
+Each run is a real fastai run (256 embedded digits, one epoch) appended to a throwaway runs file; the
+process's resident memory is read after every run. Target (issue 7): growth from run 10 to the last run
+under 1 MB per 10 runs, i.e. no per-run leak beyond a small bound.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from fastcore.script import call_parse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.report import write_index
+from cnn_experiments.sweep import provenance, run_sweep
+from cnn_experiments.train import Config, device_name
+
+TARGET_MB_PER_10 = 1.0
+
+
+def rss_mb() -> float:
+    "Resident memory of this process now, from /proc (Linux)."
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+@call_parse
+def main(runs: int = 200,  # short runs in the sweep
+         out: str = "results/benchmarks/sweep_memory.md"):  # markdown file for the result
+    base = Config(data="mnist", n_train=256, epochs=1, bs=64, lr=0.03)
+    samples = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "runs.csv"
+        for i in range(runs):  # one config at a time, so memory is read between runs
+            run_sweep([base.replace(seed=i)], path, echo=lambda s: None)
+            samples.append(rss_mb())
+    start = samples[min(9, len(samples) - 1)]
+    growth = samples[-1] - start
+    per10 = 10 * growth / max(1, len(samples) - 10)
+    prov = provenance()
+    shown = sorted(i for i in {0, 9, 49, 99, 149, len(samples) - 1} if i < len(samples))
+    rows = [f"| {i + 1} | {samples[i]:.1f} |" for i in shown]
+    text = "\n".join([
+        "# Benchmark: memory over a sweep of short runs", "",
+        f"**Result:** {len(samples)} runs on {device_name('cpu')}: resident memory {start:.1f} MB after run 10, "
+        f"{samples[-1]:.1f} MB after run {len(samples)}, peak {max(samples):.1f} MB; {per10:+.2f} MB per 10 runs "
+        f"(target under {TARGET_MB_PER_10} MB: {'met' if per10 < TARGET_MB_PER_10 else 'not met'}).", "",
+        f"- command: `python benchmarks/sweep_memory.py --runs {runs}`",
+        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        "- work: each run is `run_sweep` of one config (256 embedded digits, one epoch, a fresh Learner), "
+        "appended to a runs file; memory is VmRSS read after each run", "",
+        "| after run | resident MB |", "|---|---|", *rows, ""])
+    print(text)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+    if Path(out).parent.name == "benchmarks":
+        write_index(Path(out).parent.parent)
