@@ -85,13 +85,14 @@ def make_scenes(digits: torch.Tensor, labels: torch.Tensor, n: int, canvas: int,
 
 @lru_cache(maxsize=2)
 def scenes_for(canvas: int, obj_size: int, num_dist: int, target: int, mode: str, n_scenes: int,
-               search: bool = False, data_seed: int = 0):
-    "Train and evaluation scenes: train scenes from train digits only, evaluation from the others only."
+               search: bool = False):
+    """Train and evaluation scenes: train scenes from train digits only, evaluation from the others only.
+    The scenes are fixed (seeds 0 and 1) whatever the run's seed: every head sees the same data."""
     d = load_digits("mnist", search)
     xt, yt, xv, yv = d.x_train[:, 0], d.y_train, d.x_valid[:, 0], d.y_valid
     kw = dict(canvas=canvas, obj_size=obj_size, num_dist=num_dist, target=target, mode=mode)
-    train = make_scenes(xt, yt, n_scenes, seed=2 * data_seed, **kw)
-    valid = make_scenes(xv, yv, max(n_scenes // 4, 2), seed=2 * data_seed + 1, **kw)
+    train = make_scenes(xt, yt, n_scenes, seed=0, **kw)
+    valid = make_scenes(xv, yv, max(n_scenes // 4, 2), seed=1, **kw)
     return train, valid
 
 
