@@ -292,6 +292,7 @@ def run_benchmark(name: str, profile: str, device: str, seeds: int | None, out: 
              f"| ours, per seed | {', '.join(f'{e:.2f}' for e in err)} |", ""]
     report = out / f"benchmark_{name}.md"
     report.write_text("\n".join(lines))
+    R.write_index(out.parent)  # the README's results block lists the benchmarks
     print("\n".join(lines))
     return report
 
