@@ -27,7 +27,7 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.models import simple_cnn
-from cnn_experiments.report import write_index
+from cnn_experiments.report import write_benchmark
 from cnn_experiments.sweep import provenance
 from cnn_experiments.train import device_name
 
@@ -113,8 +113,4 @@ def main(device: str = "cpu",  # cpu or cuda
         f"median of {rounds} rounds after a warm-up; fastai's Adam (decoupled wd 0.01) and torch's AdamW "
         "with the same hyper-parameters", "",
         "| path | median seconds | range | images/s | vs plain |", "|---|---|---|---|---|", *rows, ""])
-    print(text)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text)
-    if Path(out).parent.name == "benchmarks":
-        write_index(Path(out).parent.parent)  # refresh results/README.md and the README's results block
+    write_benchmark(text, Path(out))

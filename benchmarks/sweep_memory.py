@@ -15,7 +15,7 @@ from pathlib import Path
 from fastcore.script import call_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.report import write_index
+from cnn_experiments.report import write_benchmark
 from cnn_experiments.sweep import provenance, run_sweep
 from cnn_experiments.train import Config, device_name
 
@@ -56,8 +56,4 @@ def main(runs: int = 200,  # short runs in the sweep
         "- work: each run is `run_sweep` of one config (256 embedded digits, one epoch, a fresh Learner), "
         "appended to a runs file; memory is VmRSS read after each run", "",
         "| after run | resident MB |", "|---|---|", *rows, ""])
-    print(text)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text)
-    if Path(out).parent.name == "benchmarks":
-        write_index(Path(out).parent.parent)
+    write_benchmark(text, Path(out))

@@ -137,6 +137,15 @@ def update_readme(readme: Path, results: Path) -> None:
     readme.write_text(text[:start] + "\n".join(lines) + text[end:])
 
 
+def write_benchmark(text: str, out: Path) -> None:
+    "Print a benchmark's markdown and save it; one under results/benchmarks also refreshes the index and README."
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    if out.parent.name == "benchmarks":
+        write_index(out.parent.parent)
+
+
 def save_fig(fig, path: Path) -> str:
     "Save a matplotlib figure and return its markdown image link, relative to the summary."
     import matplotlib.pyplot as plt
