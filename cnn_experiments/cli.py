@@ -89,7 +89,7 @@ def do_report(name: str, profile: str | None, results: Path, cmd: str | None = N
     if cmd is None:
         n = int(runs.groupby("cell_id")["seed"].nunique().max()) if len(runs) else 0
         # runs.csv keeps the device's name ("cpu (x86_64, 2 threads)" or the GPU's)
-        dev = "cpu" if runs["device"].astype(str).str.startswith("cpu").all() else "cuda"
+        dev = "cuda" if len(runs) and not runs["device"].astype(str).str.startswith("cpu").all() else "cpu"
         cmd = command(name, profile, n or mod.PROFILES[profile]["seeds"], mod.PROFILES[profile]["seeds"], dev)
     body, finding = mod.report(runs, out, profile)
     text = R.header(mod.TITLE, mod.CLAIM, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"

@@ -68,3 +68,10 @@ def test_cluttered_benchmark_reports_beside_the_paper(monkeypatch, tmp_path):
     assert "| CNN, 2 layers (Mnih et al. 2014, Table 2) | 7.83 |" in text
     assert "| RAM (Mnih et al. 2014, Table 2) | 5.23 |" in text
     assert "concat head" in text and "4,000 train digits" in text and "seeds: 2" in text
+
+
+def test_report_without_runs(tmp_path, capsys):
+    assert cli.main(["report", "edge_filter", "--results", str(tmp_path)]) == 0  # needs no runs
+    assert (tmp_path / "edge_filter" / "summary_quick.md").exists()
+    assert cli.main(["report", "activations", "--results", str(tmp_path)]) == 2
+    assert "no quick runs of activations" in capsys.readouterr().err
