@@ -1,6 +1,7 @@
 """Bodies and heads: fastbook's `simple_cnn`, a configurable body of down-sampling stages, `head(pool, p)`."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .pooling import global_pool, pool_mult
@@ -76,7 +77,6 @@ def n_params(model: nn.Module) -> int:
 
 def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     "Multiply-accumulates of the convolutions and linear layers for one input of `input_shape` (C, H, W)."
-    import torch
     total = 0
 
     def count(m, inp, out):

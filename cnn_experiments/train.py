@@ -26,6 +26,7 @@ from fastcore.basics import noop
 
 from . import data as D
 from . import models
+from .models import check_choice as _choice
 from .pooling import POOLS
 
 SCHEDULES = ("one_cycle", "constant")  # fit_one_cycle, or fit at a constant rate
@@ -67,7 +68,7 @@ class Config:
 
     def check(self) -> Config:
         "Raise ValueError naming the first field that is out of range."
-        _choice("data", self.data, D.DATASETS.keys() | {"scenes"})
+        _choice("data", self.data, (*D.DATASETS, "scenes"))
         _choice("mode", self.mode, ("binary", "tenway"))
         _choice("split", self.split, ("heldout", "search"))
         _choice("arch", self.arch, ARCHS)
@@ -81,8 +82,10 @@ class Config:
                 raise ValueError(f"{f}: must be a positive integer, got {getattr(self, f)}")
         if not 0 <= self.target <= 9:
             raise ValueError(f"target: a digit class 0 to 9, got {self.target}")
-        if self.num_dist < -1 or self.n_train < 0:
-            raise ValueError("num_dist: -1 (default density) or more; n_train: 0 (all) or more")
+        if self.num_dist < -1:
+            raise ValueError(f"num_dist: -1 (the default density) or more, got {self.num_dist}")
+        if self.n_train < 0:
+            raise ValueError(f"n_train: 0 (all) or more, got {self.n_train}")
         for f in ("p", "p_body"):
             if not 0 <= getattr(self, f) < 1:
                 raise ValueError(f"{f}: dropout must be in [0, 1), got {getattr(self, f)}")
@@ -116,11 +119,6 @@ class Config:
 
 def _hash(d: dict) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _choice(field, value, choices):
-    if value not in choices:
-        raise ValueError(f"{field}: unknown value {value!r}; choose one of {', '.join(sorted(choices))}")
 
 
 def show_progress() -> bool:
