@@ -1,7 +1,9 @@
 """A grid of runs into `results/<experiment>/runs.csv`: one row per finished run, resumable.
 
 A sweep run again skips every config whose `run_id` is already in the file. Each row is appended
-whole (one write, flush, fsync), so a sweep stopped at any moment loses at most the run in flight.
+whole (one write, flush, fsync), so a sweep stopped at any moment loses at most the runs in flight.
+With `jobs` > 1 the runs go to worker processes (torch threads split between them) and this process,
+the only writer, appends their rows as they finish.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import csv
 import dataclasses
 import datetime
 import gc
+import multiprocessing
 import os
 import platform
 import signal
@@ -111,25 +114,26 @@ def varying_fields(configs: list[Config]) -> list[str]:
     return [k for k in rows[0] if len({r[k] for r in rows}) > 1] if rows else []
 
 
-def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print) -> pd.DataFrame:
+def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print, jobs: int = 1) -> pd.DataFrame:
     "Run every config not yet in `path`, appending a row each; return the file's rows for these configs."
+    if jobs < 1:
+        raise ValueError(f"jobs: at least 1 worker process, got {jobs}")
     for c in configs:
         c.check()  # every config is checked before any work starts
     done = set(read_runs(path)["run_id"])
     todo = [c for c in configs if c.run_id not in done]
-    echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {path}, {len(todo)} to run")
+    echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {path}, {len(todo)} to run"
+         + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else ""))
     table = ProgressTable(varying_fields(configs) or ["seed"], echo)
     prov, finished = provenance(), 0
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
     try:
-        for cfg in todo:
-            metrics = train.run(cfg)
+        for cfg, metrics in (results(todo, jobs) if jobs > 1 else one_at_a_time(todo)):
             append_row(path, {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **config_row(cfg),
                               **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov})
             finished += 1
             table.line(finished, cfg, metrics)
-            gc.collect()  # a Learner and its callbacks form reference cycles: free each run's before the next
     except KeyboardInterrupt:
         echo(f"stopped: {finished} of {len(todo)} runs finished and saved in {path}; run again to resume")
         raise
@@ -138,6 +142,41 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
             signal.signal(signal.SIGTERM, previous)
     df = read_runs(path)
     return df[df["run_id"].isin({c.run_id for c in configs})].reset_index(drop=True)
+
+
+def one_at_a_time(todo: list[Config]):
+    for cfg in todo:
+        yield cfg, train.run(cfg)
+        gc.collect()  # a Learner and its callbacks form reference cycles: free each run's before the next
+
+
+def results(todo: list[Config], jobs: int):
+    """(config, metrics) as worker processes finish them, in any order. Workers are spawned (CUDA cannot
+    be forked) and ignore Ctrl-C: the parent stops them, so only whole rows ever reach the file."""
+    jobs = min(jobs, len(todo))
+    if not jobs:
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = multiprocessing.get_context("spawn").Pool(jobs, _worker_init, (threads,))
+    try:
+        for i, metrics in pool.imap_unordered(_run_indexed, list(enumerate(todo)), chunksize=1):
+            yield todo[i], metrics
+    finally:
+        pool.terminate()  # after the last result, or on Ctrl-C / SIGTERM: the runs in flight are dropped
+        pool.join()
+
+
+def _worker_init(threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _run_indexed(item: tuple[int, Config]) -> tuple[int, dict]:
+    i, cfg = item
+    metrics = train.run(cfg)
+    gc.collect()
+    return i, metrics
 
 
 def _interrupt(signum, frame):

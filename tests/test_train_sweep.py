@@ -93,3 +93,17 @@ def test_a_diverging_run_is_stopped_and_recorded_as_diverged(tmp_path):
     m = train.run(TINY.replace(lr=1e6, schedule="constant", epochs=3, bn=False))
     assert m["diverged"] is True and m["accuracy"] != m["accuracy"]  # NaN, not a NaN model's accuracy
     assert m["epochs"] < 3  # stopped early, not run to the end
+
+
+def test_parallel_sweep_writes_every_run_once_with_the_numbers_of_a_serial_one(tmp_path):
+    grid = [TINY.replace(seed=s) for s in range(3)]
+    serial = sweep.run_sweep(grid[:1], tmp_path / "serial.csv", echo=lambda s: None)
+    lines = []
+    par = sweep.run_sweep(grid, tmp_path / "par.csv", echo=lines.append, jobs=2)
+    assert "2 at a time" in lines[0] and len(lines) == 5  # the count, the table's head, one line per run
+    assert sorted(par["run_id"]) == sorted(c.run_id for c in grid) and par["run_id"].is_unique
+    first = par.set_index("run_id").loc[grid[0].run_id]
+    # a worker has one thread, this process two: float sums may round differently, the run is the same
+    assert first["valid_loss"] == pytest.approx(serial["valid_loss"].iloc[0], rel=1e-4)
+    with pytest.raises(ValueError, match="jobs: at least 1"):
+        sweep.run_sweep(grid, tmp_path / "x.csv", jobs=0)

@@ -1,0 +1,50 @@
+"""The same run twice on one device: how far apart are the numbers?
+
+    python benchmarks/reproducibility.py                 # CPU: expect identical numbers
+    python benchmarks/reproducibility.py --device cuda   # a GPU: the tolerance the README quotes
+
+One pooling-study run (64 px scenes, a 16 px object, each head in turn), trained twice from the same
+config; fastai's `set_seed(reproducible=True)` makes cuDNN deterministic, but some CUDA kernels (the
+backward of adaptive max pooling adds with atomics) may still sum in a different order.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fastcore.script import call_parse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.report import write_benchmark
+from cnn_experiments.sweep import provenance
+from cnn_experiments.train import Config, device_name, run
+
+METRICS = ("train_loss", "valid_loss", "accuracy", "auc")
+
+
+@call_parse
+def main(device: str = "cpu",  # cpu or cuda
+         epochs: int = 3,  # epochs per run
+         out: str = ""):  # markdown file; default results/benchmarks/reproducibility_<device>.md
+    base = Config(data="scenes", arch="pooled_cnn", canvas=64, channels=(8, 16, 32, 64), obj_size=16,
+                  n_scenes=2000, epochs=epochs, lr=1e-2, device=device).check()
+    rows, worst = [], 0.0
+    for pool in ("avg", "max", "concat", "gem"):
+        a, b = run(base.replace(pool=pool)), run(base.replace(pool=pool))
+        diffs = [abs(a[k] - b[k]) for k in METRICS]
+        worst = max(worst, *diffs)
+        rows.append(f"| {pool} | " + " | ".join(f"{a[k]:.6f} / {b[k]:.6f}" for k in METRICS)
+                    + f" | {max(diffs):.2e} |")
+    prov = provenance()
+    same = "identical numbers" if worst == 0 else f"numbers that differ by at most {worst:.2e}"
+    text = "\n".join([
+        "# Benchmark: the same run twice", "",
+        f"**Result:** on {device_name(device)}, each run repeated from the same config gives {same} "
+        "(train loss, held-out loss, accuracy, AUC).", "",
+        f"- command: `python benchmarks/reproducibility.py --device {device} --epochs {epochs}`",
+        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        f"- work: pooled_cnn on 64 px scenes, 16 px object, {base.n_scenes} train scenes, "
+        f"fit_one_cycle({epochs}, {base.lr:g}), seed 0, each head below run twice", "",
+        "| head | " + " | ".join(f"{k} (1st / 2nd)" for k in METRICS) + " | largest difference |",
+        "|---|" + "---|" * (len(METRICS) + 1), *rows, ""])
+    write_benchmark(text, Path(out or f"results/benchmarks/reproducibility_{device}.md"))
