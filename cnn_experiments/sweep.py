@@ -30,8 +30,9 @@ META = ("run_id", "cell_id", "profile")  # before the config's fields
 def provenance() -> dict:
     import fastai
     import torch
+    rev = os.environ.get("CNN_EXP_GIT_REV", "")  # set where the code runs from a copy without its history
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        rev = rev or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         rev = ""
