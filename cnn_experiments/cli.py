@@ -46,15 +46,17 @@ def search_cells(mod, profile: str) -> list:
     return mod.search(profile) if hasattr(mod, "search") else []
 
 
-def command(name: str, profile: str, seeds: int, default_seeds: int, device: str, jobs: int = 1) -> str:
+def command(name: str, profile: str, seeds: int, default_seeds: int, device: str, jobs: int = 1,
+            fuse: int = 1) -> str:
     return " ".join(["cnn-exp run", name, "--profile", profile]
                     + (["--seeds", str(seeds)] if seeds != default_seeds else [])
                     + (["--device", device] if device != "cpu" else [])
-                    + (["--jobs", str(jobs)] if jobs > 1 else []))
+                    + (["--jobs", str(jobs)] if jobs > 1 else [])
+                    + (["--fuse", str(fuse)] if fuse > 1 else []))
 
 
 def do_run(name: str, profile: str, device: str, seeds: int | None, results: Path,
-           benchmark: str | None = None, jobs: int = 1) -> Path:
+           benchmark: str | None = None, jobs: int = 1, fuse: int = 1) -> Path:
     mod = experiment(name, profile)
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda asked for but no CUDA GPU is visible; choose cpu")
@@ -67,12 +69,12 @@ def do_run(name: str, profile: str, device: str, seeds: int | None, results: Pat
     default = mod.PROFILES[profile]["seeds"]
     n = seeds or default
     path = results / name / "runs.csv"
-    searched = run_sweep(configs(search_cells(mod, profile), 1, device), path, profile, jobs=jobs) \
+    searched = run_sweep(configs(search_cells(mod, profile), 1, device), path, profile, jobs=jobs, fuse=fuse) \
         if search_cells(mod, profile) else None
     cfgs = configs(mod.grid(profile, searched), n, device)
     if cfgs:
-        run_sweep(cfgs, path, profile, jobs=jobs)
-    return do_report(name, profile, results, command(name, profile, n, default, device, jobs))
+        run_sweep(cfgs, path, profile, jobs=jobs, fuse=fuse)
+    return do_report(name, profile, results, command(name, profile, n, default, device, jobs, fuse))
 
 
 def do_report(name: str, profile: str | None, results: Path, cmd: str | None = None) -> Path:
@@ -119,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
     r.add_argument("--jobs", type=int, default=1,
                    help="runs at once, each in its own process with the CPU threads split between them")
+    r.add_argument("--fuse", type=int, default=1,
+                   help="train up to this many seeds of a cell as one fused model (simple_cnn, pooled_cnn)")
     r.add_argument("--benchmark", default=None, help="pooling: cluttered60 or cluttered100 (RAM paper, Table 2)")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     s = sub.add_parser("report", help="rewrite an experiment's summary.md from its runs.csv")
@@ -137,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "run":
             if a.seeds is not None and a.seeds < 1:
                 raise UsageError(f"--seeds: must be at least 1, got {a.seeds}")
-            if a.jobs < 1:
-                raise UsageError(f"--jobs: must be at least 1, got {a.jobs}")
-            do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs)
+            for flag in ("jobs", "fuse"):
+                if getattr(a, flag) < 1:
+                    raise UsageError(f"--{flag}: must be at least 1, got {getattr(a, flag)}")
+            do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs, a.fuse)
         else:
             do_report(a.name, a.profile, a.results)
     except (UsageError, ValueError) as e:

@@ -3,7 +3,8 @@
 A sweep run again skips every config whose `run_id` is already in the file. Each row is appended
 whole (one write, flush, fsync), so a sweep stopped at any moment loses at most the runs in flight.
 With `jobs` > 1 the runs go to worker processes (torch threads split between them) and this process,
-the only writer, appends their rows as they finish.
+the only writer, appends their rows as they finish. With `fuse` > 1, runs of one cell that differ only
+by seed train up to `fuse` at a time as one fused model (cnn_experiments/fused.py), a row per member.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import train
+from . import fused, train
 from .train import Config
 
 META = ("run_id", "cell_id", "profile")  # before the config's fields
@@ -115,22 +116,27 @@ def varying_fields(configs: list[Config]) -> list[str]:
     return [k for k in rows[0] if len({r[k] for r in rows}) > 1] if rows else []
 
 
-def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print, jobs: int = 1) -> pd.DataFrame:
+def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print, jobs: int = 1,
+              fuse: int = 1) -> pd.DataFrame:
     "Run every config not yet in `path`, appending a row each; return the file's rows for these configs."
     if jobs < 1:
         raise ValueError(f"jobs: at least 1 worker process, got {jobs}")
+    if fuse < 1:
+        raise ValueError(f"fuse: at least 1 model per group, got {fuse}")
     for c in configs:
         c.check()  # every config is checked before any work starts
     done = set(read_runs(path)["run_id"])
     todo = [c for c in configs if c.run_id not in done]
     echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {path}, {len(todo)} to run"
-         + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else ""))
+         + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else "")
+         + (f", seeds of a cell fused up to {fuse} per model" if fuse > 1 and todo else ""))
     table = ProgressTable(varying_fields(configs) or ["seed"], echo)
     prov, finished = provenance(), 0
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
     try:
-        for cfg, metrics in (results(todo, jobs) if jobs > 1 else one_at_a_time(todo)):
+        work = units(todo, fuse)
+        for cfg, metrics in (results(work, jobs) if jobs > 1 else one_at_a_time(work)):
             append_row(path, {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **config_row(cfg),
                               **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov})
             finished += 1
@@ -145,23 +151,42 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
     return df[df["run_id"].isin({c.run_id for c in configs})].reset_index(drop=True)
 
 
-def one_at_a_time(todo: list[Config]):
-    for cfg in todo:
-        yield cfg, train.run(cfg)
+def units(todo: list[Config], fuse: int) -> list[list[Config]]:
+    "The work, in grid order: runs alone, or up to `fuse` seeds of one cell together where the arch fuses."
+    if fuse <= 1:
+        return [[c] for c in todo]
+    cells: dict[tuple, list[Config]] = {}
+    for c in todo:
+        cells.setdefault((c.cell_id, c.device), []).append(c)
+    out = []
+    for group in cells.values():
+        size = fuse if group[0].arch in fused.ARCHS else 1
+        out += [group[i:i + size] for i in range(0, len(group), size)]
+    return out
+
+
+def run_unit(cfgs: list[Config]) -> list[dict]:
+    "Metrics per config: one run alone, or a fused group."
+    return [dict(train.run(cfgs[0]), fused=1)] if len(cfgs) == 1 else fused.run(cfgs)
+
+
+def one_at_a_time(work: list[list[Config]]):
+    for cfgs in work:
+        yield from zip(cfgs, run_unit(cfgs))
         gc.collect()  # a Learner and its callbacks form reference cycles: free each run's before the next
 
 
-def results(todo: list[Config], jobs: int):
+def results(work: list[list[Config]], jobs: int):
     """(config, metrics) as worker processes finish them, in any order. Workers are spawned (CUDA cannot
     be forked) and ignore Ctrl-C: the parent stops them, so only whole rows ever reach the file."""
-    jobs = min(jobs, len(todo))
+    jobs = min(jobs, len(work))
     if not jobs:
         return
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = multiprocessing.get_context("spawn").Pool(jobs, _worker_init, (threads,))
     try:
-        for i, metrics in pool.imap_unordered(_run_indexed, list(enumerate(todo)), chunksize=1):
-            yield todo[i], metrics
+        for i, metrics in pool.imap_unordered(_run_indexed, list(enumerate(work)), chunksize=1):
+            yield from zip(work[i], metrics)
     finally:
         pool.terminate()  # after the last result, or on Ctrl-C / SIGTERM: the runs in flight are dropped
         pool.join()
@@ -173,9 +198,9 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_indexed(item: tuple[int, Config]) -> tuple[int, dict]:
-    i, cfg = item
-    metrics = train.run(cfg)
+def _run_indexed(item: tuple[int, list[Config]]) -> tuple[int, list[dict]]:
+    i, cfgs = item
+    metrics = run_unit(cfgs)
     gc.collect()
     return i, metrics
 
@@ -201,4 +226,5 @@ class ProgressTable:
                                f"{m['seconds']:6.1f}"]))
 
 
-METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds", "epochs", "device")
+# fused: how many models trained together in the run's group (1: alone); seconds are its share of their time
+METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds", "epochs", "device", "fused")

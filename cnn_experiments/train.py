@@ -200,7 +200,8 @@ def evaluate(learn: Learner, n_out: int) -> dict:
                accuracy=float((probs.argmax(1) == targs).float().mean()))
     if n_out == 2:
         from sklearn.metrics import roc_auc_score
-        out["auc"] = float(roc_auc_score(targs.numpy(), probs[:, 1].numpy()))
+        finite = bool(torch.isfinite(probs).all())  # a diverged model's NaN scores have no AUC
+        out["auc"] = float(roc_auc_score(targs.numpy(), probs[:, 1].numpy())) if finite else float("nan")
     return out
 
 

@@ -14,6 +14,8 @@ from experiments import pooling
     (["run", "pooling", "--device", "tpu"], "invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
     (["run", "mnist_scratch", "--profile", "medium"], "no profile 'medium'; choose one of quick, full"),
     (["run", "pooling", "--seeds", "0"], "--seeds: must be at least 1"),
+    (["run", "pooling", "--jobs", "0"], "--jobs: must be at least 1"),
+    (["run", "pooling", "--fuse", "-2"], "--fuse: must be at least 1"),
     (["run", "pooling", "--benchmark", "cluttered7"], "--benchmark: unknown 'cluttered7'; choose one of cluttered60"),
     (["report", "nope"], "experiment: unknown name 'nope'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
