@@ -56,7 +56,8 @@ def command(name: str, profile: str, seeds: int, default_seeds: int, device: str
 
 
 def do_run(name: str, profile: str, device: str, seeds: int | None, results: Path,
-           benchmark: str | None = None, jobs: int = 1, fuse: int = 1) -> Path:
+           benchmark: str | None = None, jobs: int = 1, fuse: int = 1, executor: str = "local",
+           address: str | None = None) -> Path:
     mod = experiment(name, profile)
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda asked for but no CUDA GPU is visible; choose cpu")
@@ -69,11 +70,12 @@ def do_run(name: str, profile: str, device: str, seeds: int | None, results: Pat
     default = mod.PROFILES[profile]["seeds"]
     n = seeds or default
     path = results / name / "runs.csv"
-    searched = run_sweep(configs(search_cells(mod, profile), 1, device), path, profile, jobs=jobs, fuse=fuse) \
+    how = dict(jobs=jobs, fuse=fuse, executor=executor, address=address)
+    searched = run_sweep(configs(search_cells(mod, profile), 1, device), path, profile, **how) \
         if search_cells(mod, profile) else None
     cfgs = configs(mod.grid(profile, searched), n, device)
     if cfgs:
-        run_sweep(cfgs, path, profile, jobs=jobs, fuse=fuse)
+        run_sweep(cfgs, path, profile, **how)
     return do_report(name, profile, results, command(name, profile, n, default, device, jobs, fuse))
 
 
@@ -123,6 +125,9 @@ def parser() -> argparse.ArgumentParser:
                    help="runs at once, each in its own process with the CPU threads split between them")
     r.add_argument("--fuse", type=int, default=1,
                    help="train up to this many seeds of a cell as one fused model (simple_cnn, pooled_cnn)")
+    r.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: this machine (--jobs processes); ray: tasks on a Ray cluster (pip install ray)")
+    r.add_argument("--address", default=None, help="ray: the cluster's address (default: start a local one)")
     r.add_argument("--benchmark", default=None, help="pooling: cluttered60 or cluttered100 (RAM paper, Table 2)")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     s = sub.add_parser("report", help="rewrite an experiment's summary.md from its runs.csv")
@@ -144,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             for flag in ("jobs", "fuse"):
                 if getattr(a, flag) < 1:
                     raise UsageError(f"--{flag}: must be at least 1, got {getattr(a, flag)}")
-            do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs, a.fuse)
+            do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs, a.fuse, a.executor,
+                   a.address)
         else:
             do_report(a.name, a.profile, a.results)
     except (UsageError, ValueError) as e:

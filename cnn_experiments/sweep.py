@@ -3,8 +3,9 @@
 A sweep run again skips every config whose `run_id` is already in the file. Each row is appended
 whole (one write, flush, fsync), so a sweep stopped at any moment loses at most the runs in flight.
 With `jobs` > 1 the runs go to worker processes (torch threads split between them) and this process,
-the only writer, appends their rows as they finish. With `fuse` > 1, runs of one cell that differ only
-by seed train up to `fuse` at a time as one fused model (cnn_experiments/fused.py), a row per member.
+the only writer, appends their rows as they finish; with `executor="ray"` the runs are tasks on a Ray
+cluster (`address`, or a local instance), the rows again written here. With `fuse` > 1, runs of one cell
+that differ only by seed train up to `fuse` at a time as one fused model (fused.py), a row per member.
 """
 from __future__ import annotations
 
@@ -116,13 +117,18 @@ def varying_fields(configs: list[Config]) -> list[str]:
     return [k for k in rows[0] if len({r[k] for r in rows}) > 1] if rows else []
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print, jobs: int = 1,
-              fuse: int = 1) -> pd.DataFrame:
+              fuse: int = 1, executor: str = "local", address: str | None = None) -> pd.DataFrame:
     "Run every config not yet in `path`, appending a row each; return the file's rows for these configs."
     if jobs < 1:
         raise ValueError(f"jobs: at least 1 worker process, got {jobs}")
     if fuse < 1:
         raise ValueError(f"fuse: at least 1 model per group, got {fuse}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: unknown {executor!r}; choose one of {', '.join(EXECUTORS)}")
     for c in configs:
         c.check()  # every config is checked before any work starts
     done = set(read_runs(path)["run_id"])
@@ -136,7 +142,9 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
     try:
         work = units(todo, fuse)
-        for cfg, metrics in (results(work, jobs) if jobs > 1 else one_at_a_time(work)):
+        done_runs = (ray_results(work, address) if executor == "ray" else results(work, jobs) if jobs > 1
+                     else one_at_a_time(work))
+        for cfg, metrics in done_runs:
             append_row(path, {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **config_row(cfg),
                               **{k: metrics.get(k, float("nan")) for k in METRICS}, **prov})
             finished += 1
@@ -190,6 +198,30 @@ def results(work: list[list[Config]], jobs: int):
     finally:
         pool.terminate()  # after the last result, or on Ctrl-C / SIGTERM: the runs in flight are dropped
         pool.join()
+
+
+def ray_results(work: list[list[Config]], address: str | None):
+    """(config, metrics) as Ray tasks finish them: one task per unit of work, one CPU each (and a fifth of a
+    GPU for CUDA runs); a local Ray instance when `address` is None. Stopping cancels the tasks in flight."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("executor: ray is not installed; pip install 'cnn-experiments[ray]'") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as e:
+            raise ValueError(f"--address: no Ray cluster at {address!r} ({e})") from None
+    task = ray.remote(run_unit)
+    pending = {task.options(num_cpus=1, num_gpus=0.2 if cfgs[0].device == "cuda" else 0).remote(cfgs): i
+               for i, cfgs in enumerate(work)}
+    try:
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            yield from zip(work[pending.pop(ref)], ray.get(ref))
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
 
 
 def _worker_init(threads: int) -> None:
