@@ -10,6 +10,7 @@ that differ only by seed train up to `fuse` at a time as one fused model (fused.
 from __future__ import annotations
 
 import csv
+import ctypes
 import dataclasses
 import datetime
 import gc
@@ -181,7 +182,17 @@ def run_unit(cfgs: list[Config]) -> list[dict]:
 def one_at_a_time(work: list[list[Config]]):
     for cfgs in work:
         yield from zip(cfgs, run_unit(cfgs))
-        gc.collect()  # a Learner and its callbacks form reference cycles: free each run's before the next
+        release_memory()
+
+
+def release_memory() -> None:
+    "Free a finished run's memory: its Learner's reference cycles, then the heap pages glibc would keep."
+    gc.collect()
+    if platform.system() == "Linux":
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
 
 
 def results(work: list[list[Config]], jobs: int):
@@ -233,7 +244,7 @@ def _worker_init(threads: int) -> None:
 def _run_indexed(item: tuple[int, list[Config]]) -> tuple[int, list[dict]]:
     i, cfgs = item
     metrics = run_unit(cfgs)
-    gc.collect()
+    release_memory()
     return i, metrics
 
 
