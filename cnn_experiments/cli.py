@@ -17,7 +17,7 @@ import torch
 from . import report as R
 from .sweep import read_runs, run_sweep
 
-EXPERIMENTS = ("pooling", "mnist_scratch", "edge_filter", "activations", "downsampling", "dropout")
+EXPERIMENTS = ("pooling", "mnist_scratch", "edge_filter", "activations", "downsampling", "dropout", "fine_tune")
 PROFILES = ("quick", "medium", "full")
 DEVICES = ("cpu", "cuda")
 
