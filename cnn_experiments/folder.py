@@ -54,7 +54,9 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
     files, skipped, empty = [], [], []
     for d in dirs:
         ok = []
-        for f in sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        # hidden files and folders (.DS_Store, .ipynb_checkpoints) are not the user's images
+        for f in sorted(p for p in d.rglob("*") if p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(d).parts)):
             why = readable(f)
             if why:
                 skipped.append((f, why))
@@ -65,8 +67,9 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
             empty.append(d.name)
     classes = [d.name for d in dirs if d.name not in empty]
     if empty:
+        bad = [f for f, _ in skipped if f.relative_to(path).parts[0] in empty]
         raise DataError(f"{path}: no readable images in class folder(s) {', '.join(empty)}"
-                        + (f" (skipped: {_names([f for f, _ in skipped], path)})" if skipped else ""))
+                        + (f" (skipped: {_names(bad, path)})" if bad else ""))
     if len(classes) < 2:
         raise DataError(f"{path}: only one class ({classes[0]}); a classifier needs at least two class sub-folders")
     need = max(math.ceil(1 / valid_pct), 2 * len(classes))  # one validation image at least, and a train image a class
@@ -80,8 +83,10 @@ def skipped_line(folder: Folder) -> str:
     "One line naming the files skipped and why ('' when none)."
     if not folder.skipped:
         return ""
+    k = 20  # a folder of thousands of bad files gets a line, not a page
+    more = f" and {len(folder.skipped) - k} more" if len(folder.skipped) > k else ""
     return f"skipped {len(folder.skipped)} unreadable file(s): " + ", ".join(
-        f"{f.relative_to(folder.path)} ({why})" for f, why in folder.skipped)
+        f"{f.relative_to(folder.path)} ({why})" for f, why in folder.skipped[:k]) + more
 
 
 def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_SEED, device: str = "cpu"):

@@ -126,7 +126,9 @@ def figure(s: pd.DataFrame, word: str, px: int, path: Path) -> str:
     for method, g in s.groupby("method", sort=False):
         x = g["n_train"].replace(0, N_ALL)
         ax.errorbar(x, g["mean"], yerr=g["ci"].fillna(0), marker="o", capsize=3, label=method)
+    sizes = sorted(s["n_train"].replace(0, N_ALL).unique())
     ax.set_xscale("log"), ax.set_xlabel("labelled training digits (log scale)")
+    ax.set_xticks(sizes, [str(n) for n in sizes], minor=False), ax.minorticks_off()
     ax.set_ylabel("held-out accuracy (1,000 digits)"), ax.legend()
     ax.set_title(f"EfficientNet-Lite0 at {px} px, ImageNet vs random init vs simple_cnn: C4 {word}", fontsize=9)
     return R.save_fig(fig, path)
@@ -253,7 +255,7 @@ def folder_report(runs: pd.DataFrame, fold, learn, out: Path, model_path: Path) 
         f"Data: `RandomSplitter(valid_pct=0.2, seed=42)`, `RandomResizedCrop({runs['size'][0]}, min_scale=0.5)` + "
         "`aug_transforms()`, ImageNet normalisation. Pretrained: `fine_tune(epochs)`; random init: "
         f"`fit_one_cycle(epochs + 1, {FOLDER_LR})`, the same total epochs.", "",
-        table.to_markdown(index=False), "", "## Verdict", "",
+        table.to_markdown(index=False, disable_numparse=True), "", "## Verdict", "",
         f"**Pretraining {word}** on this folder: {margin:+.3f} accuracy over the same architecture from random init.",
         "", "## Confusion matrix (pretrained, seed 0, validation images)", "", cm, "",
         "## Top losses (pretrained, seed 0)", "", top, "", "## The model", "",

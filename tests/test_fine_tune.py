@@ -271,3 +271,8 @@ def test_verdict_is_computed_from_the_numbers():
                           (500, pre): 0.8, (500, probe): 0.9, (500, rnd): 0.9, (500, cnn): 0.92})
     word, lines, _ = FT.verdict(loses)
     assert word == "not supported" and "behind (intervals apart) at: 20 vs same arch" in lines[-1]
+
+
+def test_sample_folder_of_real_photos_passes_the_check(tmp_path):
+    fold = F.check_folder(F.sample_folder(tmp_path / "photos", per_class=3))
+    assert fold.classes == sorted(F.PHOTOS) and len(fold.files) == 12 and not fold.skipped
