@@ -109,6 +109,11 @@ def verdict(s: pd.DataFrame) -> tuple[str, list[str], str]:
                      f"{int(p_wins.sum())} of {len(sizes)} sizes; margin over the stronger baseline "
                      f"{p_best[sizes[0]]:+.3f} at {label(sizes[0])} labels, {p_best[sizes[-1]]:+.3f} at "
                      f"{label(sizes[-1])}")
+        m = s.set_index(["n_train", "method"])
+        ahead = [label(n) for n in sizes if m.loc[(n, PROBE), "lo"] > m.loc[(n, PRE), "hi"]]
+        lines.append(f"on the same ImageNet weights, head only is above fine_tune (intervals apart) at {len(ahead)} of "
+                     f"{len(sizes)} sizes{': ' + ', '.join(ahead) if ahead else ''}"
+                     + ("; so what fine_tune lacks here is not in the weights" if len(ahead) == len(sizes) else ""))
     lost = [f"{label(r.n_train)} vs {r.baseline}" for r in mg.itertuples() if r.loses]
     if lost:
         lines.append(f"the pretrained body is behind (intervals apart) at: {'; '.join(lost)}")

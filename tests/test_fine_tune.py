@@ -276,3 +276,15 @@ def test_verdict_is_computed_from_the_numbers():
 def test_sample_folder_of_real_photos_passes_the_check(tmp_path):
     fold = F.check_folder(F.sample_folder(tmp_path / "photos", per_class=3))
     assert fold.classes == sorted(F.PHOTOS) and len(fold.files) == 12 and not fold.skipped
+
+
+def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
+    monkeypatch.setitem(FT.PROFILES, "quick", dict(seeds=1, sizes=(20,), px=32))
+    monkeypatch.setattr(FT, "STEPS", 2)  # 3 epochs a run: the pipeline, not the numbers
+    assert cli.main(["run", "fine_tune", "--results", str(tmp_path)]) == 0
+    text = (tmp_path / "fine_tune" / "summary.md").read_text()
+    for part in ("command: `cnn-exp run fine_tune --profile quick`", "seeds per cell: 1", "resized to 32 px",
+                 "| pretrained + fine_tune ", "pretrained, head only minus simple_cnn from scratch", "## Verdict",
+                 "**C4 is ", "quick_accuracy_vs_labels.png"):
+        assert part in text, part
+    assert len(pd.read_csv(tmp_path / "fine_tune" / "runs.csv")) == 4
