@@ -4,6 +4,8 @@
     cnn-exp run pooling --profile quick            # runs the grid into results/pooling/runs.csv, then reports
     cnn-exp run mnist_scratch --profile full --seeds 5
     cnn-exp report pooling                          # rewrites results/pooling/summary.md from runs.csv
+    cnn-exp run fine_tune --data bears               # fine-tune a pretrained body on a folder of class sub-folders
+    cnn-exp predict results/fine_tune/folder_bears/model.safetensors photo.jpg
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch
 from . import report as R
 from .sweep import read_runs, run_sweep
 
-EXPERIMENTS = ("pooling", "mnist_scratch", "edge_filter", "activations", "downsampling", "dropout")
+EXPERIMENTS = ("pooling", "mnist_scratch", "edge_filter", "activations", "downsampling", "dropout", "fine_tune")
 PROFILES = ("quick", "medium", "full")
 DEVICES = ("cpu", "cuda")
 
@@ -130,11 +132,35 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--address", default=None, help="ray: the cluster's address (default: start a local one)")
     r.add_argument("--benchmark", default=None, help="pooling: cluttered60 or cluttered100 (RAM paper, Table 2)")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    # the image-folder workflow (fastbook's bear classifier): fine_tune only
+    r.add_argument("--data", type=Path, default=None, help="fine_tune: a folder of class sub-folders to train on")
+    r.add_argument("--arch", default=None, help="with --data: efficientnet_lite0 (offline, default), resnet18/34")
+    r.add_argument("--size", type=int, default=None, help="with --data: input side in px (default 224)")
+    r.add_argument("--epochs", type=int, default=None, help="with --data: fine_tune(epochs) (default 4)")
     s = sub.add_parser("report", help="rewrite an experiment's summary.md from its runs.csv")
     s.add_argument("name", help=f"one of {', '.join(EXPERIMENTS)}")
     s.add_argument("--profile", default=None, choices=PROFILES, help="default: the profile of the last run")
     s.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    pr = sub.add_parser("predict", help="class and probability per image, from a model `run --data` saved")
+    pr.add_argument("model", type=Path, help="model.safetensors (with its .json beside it)")
+    pr.add_argument("images", type=Path, nargs="+", help="image files")
     return p
+
+
+def do_folder(a) -> Path:
+    "`run fine_tune --data PATH`: the folder workflow, its options checked first."
+    from .pretrained import BODIES, OFFLINE
+    if a.name != "fine_tune":
+        raise UsageError(f"--data: only fine_tune trains on an image folder, not {a.name}")
+    arch, size, epochs = a.arch or OFFLINE, a.size or 224, a.epochs or 4
+    if arch not in BODIES:
+        raise UsageError(f"--arch: unknown body {arch!r}; choose one of {', '.join(BODIES)}")
+    if size < 32 or epochs < 1:
+        raise UsageError(f"--size must be at least 32 px and --epochs at least 1, got {size} and {epochs}")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device: cuda asked for but no CUDA GPU is visible; choose cpu")
+    mod = experiment("fine_tune")
+    return mod.run_folder(a.data, arch, epochs, size, a.seeds or 1, a.results, a.device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +175,17 @@ def main(argv: list[str] | None = None) -> int:
             for flag in ("jobs", "fuse"):
                 if getattr(a, flag) < 1:
                     raise UsageError(f"--{flag}: must be at least 1, got {getattr(a, flag)}")
-            do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs, a.fuse, a.executor,
-                   a.address)
+            if a.data is not None:
+                do_folder(a)
+            elif any(v is not None for v in (a.arch, a.size, a.epochs)):
+                raise UsageError("--arch, --size and --epochs go with --data PATH (the image-folder workflow)")
+            else:
+                do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs, a.fuse, a.executor,
+                       a.address)
+        elif a.cmd == "predict":
+            from .export import predict
+            for f, label, prob in predict(a.model, a.images):
+                print(f"{f}\t{label}\t{prob:.4f}")
         else:
             do_report(a.name, a.profile, a.results)
     except (UsageError, ValueError) as e:

@@ -25,12 +25,13 @@ from fastai.torch_core import set_seed
 from fastcore.basics import noop
 
 from . import data as D
-from . import models
+from . import models, pretrained
 from .models import check_choice as _choice
 from .pooling import POOLS
 
-SCHEDULES = ("one_cycle", "constant")  # fit_one_cycle, or fit at a constant rate
-ARCHS = ("simple_cnn", "pooled_cnn", "fastai_head")
+# fit_one_cycle, fit at a constant rate, Learner.fine_tune, or fit_one_cycle of the head on a frozen body
+SCHEDULES = ("one_cycle", "constant", "fine_tune", "frozen")
+ARCHS = ("simple_cnn", "pooled_cnn", "fastai_head", *pretrained.BODIES)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class Config:
     n_scenes: int = 4000  # scenes: training scenes (held-out scenes: a quarter of this)
     # model
     arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13), pooled_cnn (body + pooling head), fastai_head
-    # (fastai_head: the body + fastai's create_head)
+    # (fastai_head: the body + fastai's create_head; efficientnet_lite0, resnet18/34: that body + create_head(ps=p))
+    pretrained: bool = False  # efficientnet_lite0, resnet18/34: start from ImageNet weights, else random init
+    size: int = 0  # resize the digits to size x size px (0: native 28); efficientnet/resnet also get 3 channels
     channels: tuple[int, ...] = (16, 32, 64)  # pooled_cnn, fastai_head: output channels per stride-2 stage
     bn: bool = True  # batchnorm after each conv
     bn_first: bool = True  # Conv-BN-act (fastai's ConvLayer); False: Conv-act-BN, the order of fastbook ch. 13's code
@@ -60,7 +63,9 @@ class Config:
     # training
     epochs: int = 1  # passes over the training set
     lr: float = 0.06  # peak learning rate (one_cycle) or the constant rate
-    schedule: str = "one_cycle"  # one_cycle or constant
+    schedule: str = "one_cycle"  # one_cycle, constant, fine_tune (1 frozen epoch + epochs - 1 unfrozen), or
+    # frozen: fit_one_cycle of the head on the frozen body (fastai's freeze: batchnorm weights still train),
+    # the body kept in eval mode so its batchnorm statistics stay as pretrained
     bs: int = 64  # batch size, images
     wd: float = 0.01  # decoupled weight decay (fastai's default)
     seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed
@@ -84,6 +89,12 @@ class Config:
             raise ValueError(f"target: a digit class 0 to 9, got {self.target}")
         if self.num_dist < -1:
             raise ValueError(f"num_dist: -1 (the default density) or more, got {self.num_dist}")
+        if self.size < 0:
+            raise ValueError(f"size: 0 (native) or a side in px, got {self.size}")
+        if self.schedule == "fine_tune" and self.epochs < 2:
+            raise ValueError(f"epochs: fine_tune needs at least 2 (1 frozen + 1 unfrozen), got {self.epochs}")
+        if self.pretrained and self.arch not in pretrained.BODIES:
+            raise ValueError(f"pretrained: only {', '.join(pretrained.BODIES)} have ImageNet weights, not {self.arch}")
         if self.n_train < 0:
             raise ValueError(f"n_train: 0 (all) or more, got {self.n_train}")
         for f in ("p", "p_body"):
@@ -137,12 +148,18 @@ def tensors(cfg: Config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torc
     if cfg.n_train:
         keep = torch.randperm(len(xt), generator=torch.Generator().manual_seed(D.SPLIT_SEED))[:cfg.n_train]
         xt, yt = xt[keep], yt[keep]
-    mean, std = xt.mean().item(), xt.std().item()
     n_out = 2 if cfg.data == "scenes" and cfg.mode == "binary" else 10
+    if cfg.arch in pretrained.BODIES:  # an ImageNet body sees RGB with ImageNet statistics, pretrained or not
+        return pretrained.to_rgb(xt, cfg.size), yt, pretrained.to_rgb(xv, cfg.size), yv, n_out
+    if cfg.size:
+        xt, xv = (torch.nn.functional.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear") for x in (xt, xv))
+    mean, std = xt.mean().item(), xt.std().item()
     return D.normalize(xt, mean, std), yt, D.normalize(xv, mean, std), yv, n_out
 
 
 def build_model(cfg: Config, n_out: int) -> torch.nn.Module:
+    if cfg.arch in pretrained.BODIES:
+        return pretrained.create_model(cfg.arch, n_out, cfg.pretrained, p=cfg.p)[0]
     if cfg.arch == "simple_cnn":
         return models.simple_cnn(bn=cfg.bn, act=cfg.act, down=cfg.down, n_out=n_out, bn_first=cfg.bn_first)
     body_kw = dict(bn=cfg.bn, act=cfg.act, down=cfg.down, bn_first=cfg.bn_first, p_body=cfg.p_body)
@@ -158,7 +175,9 @@ def learner(cfg: Config, progress: bool | None = None) -> Learner:
     xt, yt, xv, yv, n_out = tensors(cfg)
     dls = D.tensor_dls(xt, yt, xv, yv, bs=cfg.bs, device=cfg.device)
     model = build_model(cfg, n_out).to(cfg.device)
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN())
+    # a pretrained body's splitter gives body and head their own parameter groups: freeze, discriminative rates
+    split = dict(splitter=pretrained.splitter(cfg.arch)) if cfg.arch in pretrained.BODIES else {}
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN(), **split)
     learn.n_out = n_out
     learn.logger = noop  # the sweep prints one line per run; fastai's per-epoch lists would flood it
     if not (show_progress() if progress is None else progress):
@@ -181,13 +200,26 @@ class SkipValidation(Callback):
         raise CancelValidException
 
 
+class BodyInEvalMode(Callback):
+    """Keep the body's batchnorm on its pretrained running statistics while the head trains (fastai's train_bn
+    would re-estimate them on the new data)."""
+    def before_batch(self):
+        if self.training:
+            self.learn.model[0].eval()
+
+
 def fit(learn: Learner, cfg: Config) -> int:
     "Train; return the epochs run (fewer than asked when the loss stopped being finite)."
-    if cfg.schedule == "one_cycle":
+    if cfg.schedule == "fine_tune":  # fastai's recipe: the head alone for an epoch, then all, body at lr/100
+        learn.fine_tune(cfg.epochs - 1, cfg.lr, cbs=SkipValidation())
+    elif cfg.schedule == "frozen":
+        learn.freeze()
+        learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[SkipValidation(), BodyInEvalMode()])
+    elif cfg.schedule == "one_cycle":
         learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=SkipValidation())
     else:
         learn.fit(cfg.epochs, cfg.lr, cbs=SkipValidation())
-    return learn.epoch + 1
+    return learn.epoch + (2 if cfg.schedule == "fine_tune" else 1)  # fine_tune's frozen epoch was its own fit
 
 
 def evaluate(learn: Learner, n_out: int) -> dict:
