@@ -17,13 +17,16 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
+from fastai.torch_core import set_seed
 from fastcore.basics import noop
 from torch import nn
 
 from . import data as D
 from .pooling import GeMPool2d
+from .train import build_model, device_name, fit, tensors
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
 
@@ -143,9 +146,6 @@ def fused_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def learner(cfgs) -> Learner:
     "A Learner training the configs `cfgs` (one cell, different seeds) as one fused model."
-    from fastai.torch_core import set_seed
-
-    from .train import build_model, tensors
     c0 = cfgs[0]
     for c in cfgs:
         c.check()
@@ -165,7 +165,6 @@ def learner(cfgs) -> Learner:
                       D.TensorLoader(xv, yv, c0.bs * 2, device=c0.device), device=c0.device)
     learn = Learner(dls, Fused(members).to(c0.device), loss_func=fused_loss, wd=c0.wd)
     learn.n_out, learn.logger = n_out, noop
-    from fastai.callback.progress import ProgressCallback
     learn.remove_cb(ProgressCallback)
     return learn
 
@@ -197,7 +196,6 @@ def evaluate(learn: Learner) -> list[dict]:
 
 def run(cfgs) -> list[dict]:
     "Train `cfgs` fused; per member the metrics dict of `train.run`, `seconds` being its share of the time."
-    from .train import device_name, fit
     learn = learner(cfgs)
     t0 = time.perf_counter()
     fit(learn, cfgs[0])
