@@ -26,7 +26,7 @@ from torch import nn
 
 from . import data as D
 from .pooling import GeMPool2d
-from .train import build_model, device_name, fit, tensors
+from .train import build_model, device_name, fit, tensors, without_host_sync
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
 
@@ -165,6 +165,7 @@ def learner(cfgs) -> Learner:
                       D.TensorLoader(xv, yv, c0.bs * 2, device=c0.device), device=c0.device)
     learn = Learner(dls, Fused(members).to(c0.device), loss_func=fused_loss, wd=c0.wd)
     learn.n_out, learn.logger = n_out, noop
+    without_host_sync(learn)
     learn.remove_cb(ProgressCallback)
     return learn
 

@@ -18,7 +18,7 @@ import torch
 from fastai.callback.core import Callback, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
-from fastai.learner import Learner
+from fastai.learner import AvgSmoothLoss, Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
@@ -179,6 +179,7 @@ def learner(cfg: Config, progress: bool | None = None) -> Learner:
     split = dict(splitter=pretrained.splitter(cfg.arch)) if cfg.arch in pretrained.BODIES else {}
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN(), **split)
     learn.n_out = n_out
+    without_host_sync(learn)
     learn.logger = noop  # the sweep prints one line per run; fastai's per-epoch lists would flood it
     if not (show_progress() if progress is None else progress):
         learn.remove_cb(ProgressCallback)
@@ -192,6 +193,20 @@ class StopOnNaN(Callback):
     def after_train(self):  # the end of an epoch's training phase: only ever inside fit
         if not math.isfinite(float(self.learn.recorder.smooth_loss.value)):
             raise CancelFitException
+
+
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, kept on the loss's device: its own copies the loss to the host every batch."
+    def accumulate(self, learn):
+        self.count += 1
+        loss = learn.loss.detach().mean()
+        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+
+
+def without_host_sync(learn: Learner) -> Learner:
+    "No host sync per training batch: the smoothed loss stays on the device (read once an epoch)."
+    learn.recorder.smooth_loss = DeviceSmoothLoss(learn.recorder.smooth_loss.beta)
+    return learn
 
 
 class SkipValidation(Callback):

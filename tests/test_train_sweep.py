@@ -107,3 +107,15 @@ def test_parallel_sweep_writes_every_run_once_with_the_numbers_of_a_serial_one(t
     assert first["valid_loss"] == pytest.approx(serial["valid_loss"].iloc[0], rel=1e-4)
     with pytest.raises(ValueError, match="jobs: at least 1"):
         sweep.run_sweep(grid, tmp_path / "x.csv", jobs=0)
+
+
+def test_the_smoothed_loss_stays_on_the_device_and_matches_fastais():
+    from fastai.learner import AvgSmoothLoss
+    learn = train.learner(TINY, progress=False)
+    train.fit(learn, TINY)
+    ours = learn.recorder.smooth_loss
+    assert isinstance(ours, train.DeviceSmoothLoss) and ours.value.device == next(learn.model.parameters()).device
+    plain = train.learner(TINY, progress=False)
+    plain.recorder.smooth_loss = AvgSmoothLoss()  # fastai's own, which copies each batch's loss to the host
+    train.fit(plain, TINY)
+    assert float(ours.value) == pytest.approx(float(plain.recorder.smooth_loss.value), rel=1e-6)
