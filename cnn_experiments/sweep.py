@@ -143,7 +143,7 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
     try:
         work = units(todo, fuse)
-        done_runs = (ray_results(work, address) if executor == "ray" else results(work, jobs) if jobs > 1
+        done_runs = (on_ray(work, address) if executor == "ray" else in_processes(work, jobs) if jobs > 1
                      else one_at_a_time(work))
         for cfg, metrics in done_runs:
             append_row(path, {"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **config_row(cfg),
@@ -195,7 +195,7 @@ def release_memory() -> None:
             pass
 
 
-def results(work: list[list[Config]], jobs: int):
+def in_processes(work: list[list[Config]], jobs: int):
     """(config, metrics) as worker processes finish them, in any order. Workers are spawned (CUDA cannot
     be forked) and ignore Ctrl-C: the parent stops them, so only whole rows ever reach the file."""
     jobs = min(jobs, len(work))
@@ -211,7 +211,7 @@ def results(work: list[list[Config]], jobs: int):
         pool.join()
 
 
-def ray_results(work: list[list[Config]], address: str | None):
+def on_ray(work: list[list[Config]], address: str | None):
     """(config, metrics) as Ray tasks finish them: one task per unit of work, one CPU each (and a fifth of a
     GPU for CUDA runs); a local Ray instance when `address` is None. Stopping cancels the tasks in flight."""
     try:
