@@ -27,8 +27,7 @@ from torch.utils.data import TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.models import simple_cnn
-from cnn_experiments.report import write_benchmark
-from cnn_experiments.sweep import provenance
+from cnn_experiments.report import benchmark_provenance, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.15, "cuda": 1.5}
@@ -102,13 +101,11 @@ def main(device: str = "cpu",  # cpu or cuda
     rows = [f"| {k} | {v:.2f} | {min(times[k]):.2f} to {max(times[k]):.2f} | {n / v:,.0f} | {v / plain:.2f}x |"
             for k, v in best.items()]
     target = TARGET[device]
-    prov = provenance()
     text = "\n".join([
         "# Benchmark: the fastai path vs a plain PyTorch loop", "",
         f"**Result:** on {device_name(device)}, the suite's fastai path takes {ours:.2f}x the plain loop's time "
         f"(target {target}x: {'met' if ours <= target else 'not met'}).", "",
-        f"- command: `python benchmarks/fastai_vs_plain.py --device {device} --bs {bs} --n {n}`",
-        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        *benchmark_provenance(f"python benchmarks/fastai_vs_plain.py --device {device} --bs {bs} --n {n}"),
         f"- work: simple_cnn, one epoch of {n:,} images at bs {bs} plus one pass over 1,000 held-out; "
         f"median of {rounds} rounds after a warm-up; fastai's Adam (decoupled wd 0.01) and torch's AdamW "
         "with the same hyper-parameters", "",

@@ -20,7 +20,7 @@ from fastcore.script import call_parse
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import report as R
 from cnn_experiments.cli import configs
-from cnn_experiments.sweep import provenance, read_runs, run_sweep
+from cnn_experiments.sweep import read_runs, run_sweep
 from cnn_experiments.train import device_name
 from experiments import pooling
 
@@ -50,15 +50,13 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     verdicts = {name: pooling.verdict(v.reset_index())[0] for name, v in s.items()}
     rows = [f"| {c:g} | {h} | {R.fmt(r['mean_serial'], r['ci_serial'], 3)} | {R.fmt(r['mean_fused'], r['ci_fused'], 3)}"
             f" | {'yes' if overlap[(c, h)] else 'NO'} |" for (c, h), r in both.iterrows()]
-    prov = provenance()
     text = "\n".join([
         f"# Benchmark: the pooling study's {profile} grid, fused", "",
         f"**Result:** on {device_name(device)}, the {len(cfgs)} runs took {wall / 60:.1f} min fused "
         f"({60 * len(cfgs) / wall:.1f} runs per minute); fused and one-at-a-time 95% intervals overlap in "
         f"{int(overlap.sum())} of {len(overlap)} cells; verdict on C6 fused: {verdicts['fused'].split(':')[0]}, "
         f"one at a time: {verdicts['serial'].split(':')[0]}.", "",
-        f"- command: `python benchmarks/fused_grid.py --profile {profile} --device {device}`",
-        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        *R.benchmark_provenance(f"python benchmarks/fused_grid.py --profile {profile} --device {device}"),
         f"- work: the pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
         f"cell's {seeds} seeds fused into one model; one-at-a-time runs: results/pooling/runs.csv "
         f"({serial['device'].iloc[0]})", "",

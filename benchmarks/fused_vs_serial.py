@@ -18,8 +18,7 @@ from fastcore.script import call_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import fused, train
-from cnn_experiments.report import write_benchmark
-from cnn_experiments.sweep import provenance
+from cnn_experiments.report import benchmark_provenance, write_benchmark
 from cnn_experiments.train import Config, device_name
 
 TARGET = {"cpu": 1.5, "cuda": 8.0}
@@ -42,15 +41,14 @@ def main(device: str = "cpu",  # cpu or cuda
     ratio = t_serial / t_fused
     acc = {name: np.array([m["accuracy"] for m in ms]) for name, ms in (("serial", serial), ("fused", together))}
     gap = np.abs(acc["serial"] - acc["fused"]).max()
-    prov = provenance()
     target = TARGET[device]
     text = "\n".join([
         f"# Benchmark: {k} fused models vs {k} runs one after another", "",
         f"**Result:** on {device_name(device)}, {k} simple_cnns fused train {ratio:.2f}x as fast as one after "
         f"another (target {target}x: {'met' if ratio >= target else 'not met'}); per-seed held-out accuracy "
         f"differs by at most {gap:.4f}.", "",
-        f"- command: `python benchmarks/fused_vs_serial.py --device {device} --k {k} --epochs {epochs} --bs {bs}`",
-        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        *benchmark_provenance(f"python benchmarks/fused_vs_serial.py --device {device} --k {k} --epochs {epochs} "
+                              f"--bs {bs}"),
         f"- work: simple_cnn, fit_one_cycle({epochs}, 0.01) on the 4,000 embedded train digits at bs {bs}, seeds "
         f"0 to {k - 1}, each scored on the 1,000 held-out; both sides build their Learners and score their models",
         "", "| way | seconds | runs per minute | mean held-out accuracy |", "|---|---|---|---|",

@@ -20,8 +20,7 @@ from fastcore.script import call_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.models import pooled_cnn
-from cnn_experiments.report import write_benchmark
-from cnn_experiments.sweep import provenance
+from cnn_experiments.report import benchmark_provenance, write_benchmark
 from cnn_experiments.train import device_name
 
 SETTINGS = {  # name: (cudnn.deterministic, cudnn.benchmark, channels_last, bf16)
@@ -76,13 +75,11 @@ def main(device: str = "cuda",  # a CUDA device
             F.cross_entropy(model(x), y).backward()
         torch.cuda.synchronize()
     kernels = prof.key_averages().table(sort_by="self_device_time_total", row_limit=12)
-    prov = provenance()
     text = "\n".join([
         "# Benchmark: a training step of the full pooling profile on a GPU", "",
         f"**Result:** on {device_name(device)}, {base:.0f} steps/s as the sweep runs (deterministic cuDNN, fp32); "
         f"best setting {max(rate, key=rate.get)}: {max(rate.values()) / base:.2f}x that.", "",
-        f"- command: `python benchmarks/gpu_step.py --device {device} --steps {steps} --bs {bs}`",
-        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        *benchmark_provenance(f"python benchmarks/gpu_step.py --device {device} --steps {steps} --bs {bs}"),
         f"- work: pooled_cnn (8, 16, 32, 64, 64) + max head on {bs} x 1 x 224 x 224, AdamW, plain loop, "
         f"{steps} steps after 10 warm-up steps, one process", "",
         "| setting | steps/s | images/s | vs the sweep's |", "|---|---|---|---|",

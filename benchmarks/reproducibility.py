@@ -15,8 +15,7 @@ from pathlib import Path
 from fastcore.script import call_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.report import write_benchmark
-from cnn_experiments.sweep import provenance
+from cnn_experiments.report import benchmark_provenance, write_benchmark
 from cnn_experiments.train import Config, device_name, run
 
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc")
@@ -35,14 +34,12 @@ def main(device: str = "cpu",  # cpu or cuda
         worst = max(worst, *diffs)
         rows.append(f"| {pool} | " + " | ".join(f"{a[k]:.6f} / {b[k]:.6f}" for k in METRICS)
                     + f" | {max(diffs):.2e} |")
-    prov = provenance()
     same = "identical numbers" if worst == 0 else f"numbers that differ by at most {worst:.2e}"
     text = "\n".join([
         "# Benchmark: the same run twice", "",
         f"**Result:** on {device_name(device)}, each run repeated from the same config gives {same} "
         "(train loss, held-out loss, accuracy, AUC).", "",
-        f"- command: `python benchmarks/reproducibility.py --device {device} --epochs {epochs}`",
-        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        *benchmark_provenance(f"python benchmarks/reproducibility.py --device {device} --epochs {epochs}"),
         f"- work: pooled_cnn on 64 px scenes, 16 px object, {base.n_scenes} train scenes, "
         f"fit_one_cycle({epochs}, {base.lr:g}), seed 0, each head below run twice", "",
         "| head | " + " | ".join(f"{k} (1st / 2nd)" for k in METRICS) + " | largest difference |",

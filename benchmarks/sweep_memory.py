@@ -16,8 +16,8 @@ from pathlib import Path
 from fastcore.script import call_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.report import write_benchmark
-from cnn_experiments.sweep import provenance, run_sweep
+from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.sweep import run_sweep
 from cnn_experiments.train import Config, device_name
 
 TARGET_MB_PER_10 = 1.0
@@ -45,7 +45,6 @@ def main(runs: int = 200,  # short runs in the sweep
     per10 = 10 * (samples[-1] - start) / max(1, len(samples) - 10)
     late = max(0, len(samples) - 101)  # the last 100 runs
     late10 = 10 * (samples[-1] - samples[late]) / max(1, len(samples) - 1 - late)
-    prov = provenance()
     shown = sorted(i for i in {0, 9, 49, 99, 149, 199, 249, late, len(samples) - 1} if i < len(samples))
     rows = [f"| {i + 1} | {samples[i]:.1f} |" for i in shown]
     text = "\n".join([
@@ -54,8 +53,7 @@ def main(runs: int = 200,  # short runs in the sweep
         f"{samples[-1]:.1f} MB after run {len(samples)}, peak {max(samples):.1f} MB; {late10:+.2f} MB per 10 runs "
         f"over the last {len(samples) - 1 - late} (target under {TARGET_MB_PER_10} MB: "
         f"{'met' if late10 < TARGET_MB_PER_10 else 'not met'}), {per10:+.2f} MB per 10 runs from run 10.", "",
-        f"- command: `python benchmarks/sweep_memory.py --runs {runs}`",
-        f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+        *benchmark_provenance(f"python benchmarks/sweep_memory.py --runs {runs}"),
         "- work: each run is `run_sweep` of one config (256 embedded digits, one epoch, a fresh Learner), "
         "appended to a runs file; memory is VmRSS read after each run", "",
         "| after run | resident MB |", "|---|---|", *rows, ""])

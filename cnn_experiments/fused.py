@@ -14,7 +14,6 @@ import copy
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from fastai.callback.progress import ProgressCallback
@@ -26,7 +25,7 @@ from torch import nn
 
 from . import data as D
 from .pooling import GeMPool2d
-from .train import build_model, device_name, fit, tensors, without_host_sync
+from .train import build_model, device_name, fit, scores, tensors, without_host_sync
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
 
@@ -180,19 +179,8 @@ def evaluate(learn: Learner) -> list[dict]:
     "Per member, the metrics of `train.evaluate`: losses in eval mode, held-out accuracy, ROC AUC when binary."
     train, valid = learn.dls.train, learn.dls.valid
     train_out, valid_out = _outputs(learn.model, train), _outputs(learn.model, valid)
-    yt, yv = train.y, valid.y
-    out = []
-    for k in range(learn.model.k):
-        probs = valid_out[:, k].softmax(1).cpu()
-        m = dict(train_loss=float(F.cross_entropy(train_out[:, k], yt)),
-                 valid_loss=float(F.cross_entropy(probs.clamp_min(1e-12).log(), yv.cpu())),
-                 accuracy=float((probs.argmax(1) == yv.cpu()).float().mean()))
-        if learn.n_out == 2:
-            from sklearn.metrics import roc_auc_score
-            m["auc"] = float(roc_auc_score(yv.cpu().numpy(), probs[:, 1].numpy())) \
-                if np.isfinite(probs.numpy()).all() else float("nan")
-        out.append(m)
-    return out
+    return [scores(float(F.cross_entropy(train_out[:, k], train.y)), valid_out[:, k].softmax(1).cpu(),
+                   valid.y.cpu(), learn.n_out) for k in range(learn.model.k)]
 
 
 def run(cfgs) -> list[dict]:

@@ -47,9 +47,8 @@ def efficientnet_lite0(pretrained: bool = True, num_classes: int = 1000) -> nn.M
     full = timm.create_model("efficientnet_lite0", pretrained=False)
     if pretrained:
         full.load_state_dict(map_by_position(efficientnet_lite0_weights(), full))
-    if num_classes == 1000:
-        return full
-    full.reset_classifier(num_classes)
+    if num_classes != 1000:
+        full.reset_classifier(num_classes)
     return full
 
 

@@ -137,6 +137,14 @@ def update_readme(readme: Path, results: Path) -> None:
     readme.write_text(text[:start] + "\n".join(lines) + text[end:])
 
 
+def benchmark_provenance(command: str) -> list[str]:
+    "A benchmark report's command and where it ran: date, library versions, code revision."
+    from .sweep import provenance
+    prov = provenance()
+    return [f"- command: `{command}`",
+            f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}"]
+
+
 def write_benchmark(text: str, out: Path) -> None:
     "Print a benchmark's markdown and save it; one under results/benchmarks also refreshes the index and README."
     print(text)

@@ -241,9 +241,13 @@ def evaluate(learn: Learner, n_out: int) -> dict:
     "Losses in eval mode on the whole training and held-out sets, held-out accuracy, and ROC AUC when binary."
     train = learn.dls.train.new(shuffle=False, drop_last=False)
     train_loss = float(learn.validate(dl=train)[0])
-    probs, targs = learn.get_preds()
-    valid_loss = float(torch.nn.functional.cross_entropy(probs.clamp_min(1e-12).log(), targs))
-    out = dict(train_loss=train_loss, valid_loss=valid_loss,
+    return scores(train_loss, *learn.get_preds(), n_out)
+
+
+def scores(train_loss: float, probs: torch.Tensor, targs: torch.Tensor, n_out: int) -> dict:
+    "A run's metrics from its train loss and its held-out probabilities (on the CPU)."
+    out = dict(train_loss=train_loss,
+               valid_loss=float(torch.nn.functional.cross_entropy(probs.clamp_min(1e-12).log(), targs)),
                accuracy=float((probs.argmax(1) == targs).float().mean()))
     if n_out == 2:
         from sklearn.metrics import roc_auc_score
