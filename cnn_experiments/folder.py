@@ -6,6 +6,7 @@ Every problem is one `DataError` line that names the files or classes; unreadabl
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,17 @@ def sample_folder(root: Path | str, per_class: int = 12, seed: int = 0) -> Path:
                 crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
             crop.save(root / cls / f"{name}_{i:02d}.jpg", quality=90)
     return root
+
+
+def distributed(learn):
+    """fastai's `distrib_ctx` when started by `accelerate launch` (which sets WORLD_SIZE), else nothing: one
+    run's batches sharded over the processes' GPUs by fastai's DistributedDL, gradients averaged by DDP."""
+    from fastai.torch_core import num_distrib
+    if not num_distrib():
+        return contextlib.nullcontext(learn)
+    try:
+        import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx; needs accelerate to import)
+    except (ImportError, NameError):
+        raise ValueError("WORLD_SIZE is set (a distributed launch) but accelerate is not installed: "
+                         "pip install 'cnn-experiments[distributed]'") from None
+    return learn.distrib_ctx()

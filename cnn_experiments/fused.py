@@ -25,7 +25,7 @@ from torch import nn
 
 from . import data as D
 from .pooling import GeMPool2d
-from .train import build_model, device_name, fit, scores, tensors, without_host_sync
+from .train import build_model, device_name, fit, scores, speedups, tensors, without_host_sync
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
 
@@ -165,6 +165,7 @@ def learner(cfgs) -> Learner:
     learn = Learner(dls, Fused(members).to(c0.device), loss_func=fused_loss, wd=c0.wd)
     learn.n_out, learn.logger = n_out, noop
     without_host_sync(learn)
+    speedups(learn, c0)
     learn.remove_cb(ProgressCallback)
     return learn
 

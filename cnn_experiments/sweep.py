@@ -57,7 +57,7 @@ def read_runs(path: Path) -> pd.DataFrame:
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]
     from io import StringIO
-    df = pd.read_csv(StringIO(text)) if text.strip() else pd.DataFrame(columns=list(META))
+    df = pd.read_csv(StringIO(text), float_precision="round_trip") if text.strip() else pd.DataFrame(columns=list(META))
     missing = [c for c in META if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: not a runs file of this version (no column {', '.join(missing)}); "

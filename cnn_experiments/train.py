@@ -70,6 +70,8 @@ class Config:
     wd: float = 0.01  # decoupled weight decay (fastai's default)
     seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed
     device: str = "cpu"  # cpu or cuda
+    precision: str = "fp32"  # fp32, or bf16: training's forward pass and loss autocast (weights, scoring stay fp32)
+    channels_last: bool = False  # NHWC weights, so convolutions run channels-last (the GPU's faster layout)
 
     def check(self) -> Config:
         "Raise ValueError naming the first field that is out of range."
@@ -82,6 +84,7 @@ class Config:
         _choice("pool", self.pool, POOLS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("device", self.device, ("cpu", "cuda"))
+        _choice("precision", self.precision, ("fp32", "bf16"))
         for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
             if getattr(self, f) <= 0:
                 raise ValueError(f"{f}: must be a positive integer, got {getattr(self, f)}")
@@ -180,6 +183,7 @@ def learner(cfg: Config, progress: bool | None = None) -> Learner:
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN(), **split)
     learn.n_out = n_out
     without_host_sync(learn)
+    speedups(learn, cfg)
     learn.logger = noop  # the sweep prints one line per run; fastai's per-epoch lists would flood it
     if not (show_progress() if progress is None else progress):
         learn.remove_cb(ProgressCallback)
@@ -206,6 +210,34 @@ class DeviceSmoothLoss(AvgSmoothLoss):
 def without_host_sync(learn: Learner) -> Learner:
     "No host sync per training batch: the smoothed loss stays on the device (read once an epoch)."
     learn.recorder.smooth_loss = DeviceSmoothLoss(learn.recorder.smooth_loss.beta)
+    return learn
+
+
+class Autocast(Callback):
+    """Training batches' forward pass and loss in bf16 autocast, on the CPU or the GPU (fastai's MixedPrecision
+    is CUDA only); weights, optimiser and every scoring pass stay fp32. bf16 has fp32's range: no grad scaler."""
+    order = 10
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def before_batch(self):
+        self.ctx = torch.autocast(self.device, torch.bfloat16, enabled=self.training)
+        self.ctx.__enter__()
+
+    def after_pred(self):
+        self.learn.pred = self.pred.float()
+
+    def after_loss(self):
+        self.ctx.__exit__(None, None, None)
+
+
+def speedups(learn: Learner, cfg: Config) -> Learner:
+    "The config's precision and memory layout (benchmarks/precision.py measures what they cost and give)."
+    if cfg.precision == "bf16":
+        learn.add_cb(Autocast(cfg.device))
+    if cfg.channels_last:  # NHWC weights make PyTorch pick channels-last kernels for every convolution
+        learn.model.to(memory_format=torch.channels_last)
     return learn
 
 

@@ -190,7 +190,7 @@ def run_folder(path: Path, arch: str = OFFLINE, epochs: int = 4, size: int = 224
     from fastai.callback.progress import ProgressCallback
     from fastai.losses import CrossEntropyLossFlat
     from fastai.metrics import accuracy
-    from fastai.torch_core import set_seed
+    from fastai.torch_core import rank_distrib, set_seed
 
     from cnn_experiments import export
     from cnn_experiments import folder as F
@@ -211,7 +211,8 @@ def run_folder(path: Path, arch: str = OFFLINE, epochs: int = 4, size: int = 224
             if not show_progress():
                 learn.remove_cb(ProgressCallback)
             t0 = time.perf_counter()
-            learn.fine_tune(epochs) if pre else learn.fit_one_cycle(epochs + 1, FOLDER_LR)
+            with F.distributed(learn):  # several GPUs under `accelerate launch`; otherwise as it reads
+                learn.fine_tune(epochs) if pre else learn.fit_one_cycle(epochs + 1, FOLDER_LR)
             valid_loss, acc = learn.validate()
             rows.append(dict(cell_id=method, method=method, seed=seed, arch=arch, size=size, epochs=epochs,
                              n_images=len(fold.files), n_valid=len(dls.valid_ds), accuracy=float(acc),
@@ -220,6 +221,8 @@ def run_folder(path: Path, arch: str = OFFLINE, epochs: int = 4, size: int = 224
             print(f"seed {seed}  {method:24}  accuracy {float(acc):.4f}  {rows[-1]['seconds']:.0f} s")
             if pre and kept is None:
                 kept = learn
+    if rank_distrib():  # under `accelerate launch`, the first process alone writes
+        return out / "summary.md"
     runs = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(out / "runs.csv", index=False)

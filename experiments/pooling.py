@@ -17,7 +17,7 @@ import pandas as pd
 
 from cnn_experiments import report as R
 from cnn_experiments.cams import cam_study
-from cnn_experiments.train import Config
+from cnn_experiments.train import Config, device_name
 
 TITLE = "pooling: does max pooling find the tiny bear that average pooling dilutes?"
 CLAIM = ("C6: reduce the image to a 7x7 grid; average pooling asks each cell 'is there a bear here?' and "
@@ -69,7 +69,7 @@ def chosen_lrs(profile: str, runs: pd.DataFrame | None) -> dict[str, float]:
     "Per head, the searched lr with the best search-split accuracy (then lowest loss); the middle one before."
     lrs = PROFILES[profile]["lrs"]
     out = {h: lrs[len(lrs) // 2] for h in HEADS}
-    if runs is None or runs.empty:
+    if runs is None or runs.empty or len(lrs) == 1:
         return out
     cells = {c.cell_id: c for c in search(profile)}  # by cell: the search may have run on any device
     s = runs[runs["cell_id"].isin(cells)]
@@ -98,7 +98,7 @@ def verdict(s: pd.DataFrame) -> tuple[str, list[str]]:
     where some head learns, max and concat must beat avg with non-overlapping CIs, and the max - avg gap must
     close by the largest size. Sizes where every head is at chance test whether the digit can be seen at all."""
     m = s.set_index(["cells", "pool"])
-    sizes = sorted(s["cells"].unique())
+    sizes = sorted(c for c in s["cells"].unique() if {"avg", "max", "concat"} <= set(s[s["cells"] == c]["pool"]))
     learnt = [c for c in sizes if s[s["cells"] == c]["mean"].max() > CHANCE]
     lines = [f"{c:g} cells: every head at chance (best {s[s['cells'] == c]['mean'].max():.3f}): the object is too "
              "small to be recognised, whatever the pooling" for c in sizes if c not in learnt]
@@ -126,6 +126,30 @@ def verdict(s: pd.DataFrame) -> tuple[str, list[str]]:
     else:
         word = "not supported: max pooling does not beat average pooling at the smallest sizes"
     return word, lines
+
+
+def missing_runs(runs: pd.DataFrame, profile: str) -> dict[float, list[str]]:
+    "Per size (in cells) of the grid (lrs from the search in `runs`), the heads short of the profile's seeds."
+    seeds = runs.groupby("cell_id")["seed"].nunique()
+    out = {}
+    for c in grid(profile, runs):
+        if seeds.get(c.cell_id, 0) < PROFILES[profile]["seeds"]:
+            out.setdefault(c.obj_size / cell_px(profile), []).append(c.pool)
+    return out
+
+
+def pending(word: str, s: pd.DataFrame, missing: dict[float, list[str]]) -> str | None:
+    """Why the verdict `word` may change once the missing runs are in, or None when it cannot: it reads the
+    two smallest sizes where some head learns (max and concat vs avg) and the max - avg gap at the largest size."""
+    if not missing:
+        return None
+    learnt = [c for c in sorted(s["cells"].unique()) if c not in missing and s[s["cells"] == c]["mean"].max() > CHANCE]
+    if len(learnt) < 2 or min(missing) < learnt[1]:
+        return f"{min(missing):g} cells, among the smallest sizes the verdict reads, is not complete"
+    if word == "supported":
+        return (f"'supported' needs the max - avg gap to close by the largest size, and {max(missing):g} cells "
+                "is missing")
+    return None
 
 
 def failures(runs: pd.DataFrame) -> list[str]:
@@ -182,6 +206,18 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     main = main.assign(cells=main["obj_size"] / cell_px(profile))
     s = R.summarize(main, ["cells", "pool"])
     word, lines = verdict(s)
+    missing = missing_runs(runs, profile)
+    n_grid = len(grid(profile, runs)) * p["seeds"]
+    n_done = int(main.groupby("cell_id")["seed"].nunique().clip(upper=p["seeds"]).sum())
+    why_open = pending(word, s, missing)
+    status = ([] if not missing else [
+        "## Status: the grid is not complete", "",
+        f"{n_done} of {n_grid} runs; short of {p['seeds']} seeds: "
+        + "; ".join(f"{c:g} cells ({int(c * cell_px(profile))} px): {', '.join(h)}" for c, h in missing.items())
+        + f". `cnn-exp run pooling --profile {profile}` resumes them. "
+        + (f"The verdict may change: {why_open}." if why_open else
+           "The verdict cannot change with them: it is decided by the smallest sizes, which are complete; "
+           "the missing runs can change only the table, the figure and the gap line."), ""])
     acc = R.pivot(s.assign(size=[f"{c:g} ({int(c * cell_px(profile))} px)" for c in s["cells"]]), "size", "pool")
     auc = R.pivot(R.summarize(main, ["cells", "pool"], "auc").assign(
         size=lambda d: [f"{c:g}" for c in d["cells"]]), "size", "pool")
@@ -211,7 +247,7 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
         f"1,000 held-out digits. Body: {len(p['channels'])} stride-2 Conv-BN-ReLU stages {p['channels']} -> a "
         f"{map_side(profile)}x{map_side(profile)} map of {cell_px(profile)} px cells; "
         f"head: pool -> flatten -> linear. fit_one_cycle({p['epochs']}), bs 64, Adam.",
-        "", "Object sizes are in cells of the final map. Digits are 28 px natively: a size above 28 px is an "
+        "", *status, "Object sizes are in cells of the final map. Digits are 28 px natively: a size above 28 px is an "
         "upsampling that loses nothing, a size below 28 px also shrinks the digit's strokes, so small sizes "
         "test detail as well as dilution; the 28 px point has neither effect.",
         "", "## Held-out accuracy (mean ± 95% CI over seeds)", "", acc.to_markdown(), "",
@@ -225,7 +261,8 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
         "", spread(main).to_markdown(index=False), "",
         "## ROC AUC on held-out scenes", "", auc.to_markdown(), "",
         "## Where each head looks: class activation maps", "",
-        f"Size {cam_size} px ({cam_size / cell_px(profile):g} cells), seed 0, retrained from the configs above. "
+        f"Size {cam_size} px ({cam_size / cell_px(profile):g} cells), seed 0, retrained from the configs above on "
+        f"{device_name(dev)}. "
         "The map is the final feature map weighted by the linear layer's 'bear minus not-bear' weights, before "
         "pooling, upsampled onto the scene; the box is the object.", "",
         cam_img, "", cam_table.to_markdown(index=False), "",
@@ -237,7 +274,8 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     finding = (f"at {smallest:g} cells, max {R.fmt(at.loc['max', 'mean'], at.loc['max', 'ci'], 3)} vs avg "
                f"{R.fmt(at.loc['avg', 'mean'], at.loc['avg', 'ci'], 3)} vs concat "
                f"{R.fmt(at.loc['concat', 'mean'], at.loc['concat', 'ci'], 3)} held-out accuracy "
-               f"({profile} profile, n={int(at['n'].min())}): C6 {word.split(':')[0]}.")
+               f"({profile} profile, n={int(at['n'].min())}): C6 {word.split(':')[0]}"
+               + (f" ({'provisional' if why_open else 'final'}: {n_done} of {n_grid} runs)." if missing else "."))
     return body, finding
 
 

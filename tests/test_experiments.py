@@ -82,3 +82,22 @@ def test_profiles_reach_a_seven_by_seven_map():
     assert pooling.map_side("medium") == 7 and pooling.cell_px("medium") == 16
     full = pooling.PROFILES["full"]
     assert full["seeds"] >= 5 and len(full["sizes"]) >= 6 and 28 in full["sizes"] and full["canvas"] in full["sizes"]
+
+
+def test_pooling_verdict_on_an_incomplete_grid_is_final_only_when_the_missing_sizes_cannot_change_it():
+    no = lesson_world(small_max=0.7, small_avg=0.7)  # not supported at the smallest sizes
+    assert pooling.pending("not supported", no, {7.0: ["avg"]}) is None
+    assert pooling.pending("not supported", no, {}) is None
+    assert "0.5 cells" in pooling.pending("not supported", no, {0.5: ["lse"]})
+    yes = lesson_world(small_max=0.85, small_avg=0.6)  # supported needs the gap at the largest size
+    assert "7 cells is missing" in pooling.pending("supported", yes, {7.0: ["max"]})
+
+
+def test_pooling_missing_runs_names_the_heads_short_of_seeds():
+    cfgs = pooling.grid("quick")
+    seeds = pooling.PROFILES["quick"]["seeds"]
+    rows = [dict(cell_id=c.cell_id, seed=s) for c in cfgs for s in range(seeds)
+            if not (c.obj_size == 64 and c.pool in ("gem", "lse") and s == 1)]
+    assert pooling.missing_runs(pd.DataFrame(rows), "quick") == {64 / pooling.cell_px("quick"): ["gem", "lse"]}
+    assert pooling.missing_runs(pd.DataFrame(rows[:0], columns=["cell_id", "seed"]), "quick").keys() == {
+        s / pooling.cell_px("quick") for s in pooling.PROFILES["quick"]["sizes"]}

@@ -288,3 +288,26 @@ def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
                  "**C4 is ", "quick_accuracy_vs_labels.png"):
         assert part in text, part
     assert len(pd.read_csv(tmp_path / "fine_tune" / "runs.csv")) == 4
+
+
+def test_a_folder_run_enters_fastais_distrib_ctx_only_under_a_launcher(monkeypatch):
+    import contextlib
+
+    import fastai.distributed  # noqa: F401  (its Learner.distrib_ctx, replaced below by a recorder)
+    from fastai.learner import Learner
+    entered = []
+
+    @contextlib.contextmanager
+    def recorder(self, **kw):
+        entered.append(self)
+        yield self
+    monkeypatch.setattr(Learner, "distrib_ctx", recorder)
+    learn = learner(Config(data="mnist", n_train=64, bs=32))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with F.distributed(learn):
+        pass
+    assert entered == []
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets it
+    with F.distributed(learn) as ctx:
+        assert ctx is learn
+    assert entered == [learn]

@@ -28,6 +28,7 @@ def test_run_reports_the_metrics_dict():
     ("epochs", 0, "epochs: must be a positive integer"),
     ("obj_size", 300, "obj_size: 300 px does not fit the 64 px canvas"),
     ("device", "tpu", "device: unknown value 'tpu'"),
+    ("precision", "fp16", "precision: unknown value 'fp16'; choose one of fp32, bf16"),
 ])
 def test_config_check_names_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
