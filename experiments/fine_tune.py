@@ -11,10 +11,12 @@ labelled training digits. Epochs are set per size so every run takes about 40 op
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from cnn_experiments import report as R
 from cnn_experiments.pretrained import OFFLINE
@@ -190,7 +192,7 @@ def run_folder(path: Path, arch: str = OFFLINE, epochs: int = 4, size: int = 224
     from fastai.callback.progress import ProgressCallback
     from fastai.losses import CrossEntropyLossFlat
     from fastai.metrics import accuracy
-    from fastai.torch_core import rank_distrib, set_seed
+    from fastai.torch_core import num_distrib, rank_distrib, set_seed
 
     from cnn_experiments import export
     from cnn_experiments import folder as F
@@ -198,6 +200,8 @@ def run_folder(path: Path, arch: str = OFFLINE, epochs: int = 4, size: int = 224
     from cnn_experiments.sweep import provenance
     from cnn_experiments.train import device_name, show_progress
     fold = F.check_folder(path)
+    if device == "cuda" and num_distrib():  # under `accelerate launch`: each process its own GPU, before any data
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if F.skipped_line(fold):
         print(F.skipped_line(fold))
     out = results / "fine_tune" / f"folder_{fold.path.resolve().name}"

@@ -275,7 +275,8 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
                f"{R.fmt(at.loc['avg', 'mean'], at.loc['avg', 'ci'], 3)} vs concat "
                f"{R.fmt(at.loc['concat', 'mean'], at.loc['concat', 'ci'], 3)} held-out accuracy "
                f"({profile} profile, n={int(at['n'].min())}): C6 {word.split(':')[0]}"
-               + (f" ({'provisional' if why_open else 'final'}: {n_done} of {n_grid} runs)." if missing else "."))
+               + (f" ({n_done} of {n_grid} runs; the missing ones {'may' if why_open else 'cannot'} change "
+                  "the verdict)." if missing else "."))
     return body, finding
 
 
