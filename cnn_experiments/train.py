@@ -30,7 +30,7 @@ from .models import check_choice as _choice
 from .pooling import POOLS
 
 # fit_one_cycle, fit at a constant rate, Learner.fine_tune, or fit_one_cycle of the head on a frozen body
-SCHEDULES = ("one_cycle", "constant", "fine_tune", "frozen")
+SCHEDULES = ("one_cycle", "constant", "fine_tune", "fine_tune_bn_kept", "frozen")
 ARCHS = ("simple_cnn", "pooled_cnn", "fastai_head", *pretrained.BODIES)
 
 
@@ -63,9 +63,10 @@ class Config:
     # training
     epochs: int = 1  # passes over the training set
     lr: float = 0.06  # peak learning rate (one_cycle) or the constant rate
-    schedule: str = "one_cycle"  # one_cycle, constant, fine_tune (1 frozen epoch + epochs - 1 unfrozen), or
+    schedule: str = "one_cycle"  # one_cycle, constant, fine_tune (1 frozen epoch + epochs - 1 unfrozen),
+    # fine_tune_bn_kept (fine_tune, the body in eval mode so its batchnorm statistics stay as pretrained), or
     # frozen: fit_one_cycle of the head on the frozen body (fastai's freeze: batchnorm weights still train),
-    # the body kept in eval mode so its batchnorm statistics stay as pretrained
+    # the body kept in eval mode likewise
     bs: int = 64  # batch size, images
     wd: float = 0.01  # decoupled weight decay (fastai's default)
     seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed
@@ -94,8 +95,8 @@ class Config:
             raise ValueError(f"num_dist: -1 (the default density) or more, got {self.num_dist}")
         if self.size < 0:
             raise ValueError(f"size: 0 (native) or a side in px, got {self.size}")
-        if self.schedule == "fine_tune" and self.epochs < 2:
-            raise ValueError(f"epochs: fine_tune needs at least 2 (1 frozen + 1 unfrozen), got {self.epochs}")
+        if self.schedule.startswith("fine_tune") and self.epochs < 2:
+            raise ValueError(f"epochs: {self.schedule} needs at least 2 (1 frozen + 1 unfrozen), got {self.epochs}")
         if self.pretrained and self.arch not in pretrained.BODIES:
             raise ValueError(f"pretrained: only {', '.join(pretrained.BODIES)} have ImageNet weights, not {self.arch}")
         if self.n_train < 0:
@@ -248,8 +249,8 @@ class SkipValidation(Callback):
 
 
 class BodyInEvalMode(Callback):
-    """Keep the body's batchnorm on its pretrained running statistics while the head trains (fastai's train_bn
-    would re-estimate them on the new data)."""
+    """Keep the body's batchnorm on its pretrained running statistics while the model trains (fastai's train_bn
+    would re-estimate them on the new data); its batchnorm weights still train."""
     def before_batch(self):
         if self.training:
             self.learn.model[0].eval()
@@ -257,8 +258,9 @@ class BodyInEvalMode(Callback):
 
 def fit(learn: Learner, cfg: Config) -> int:
     "Train; return the epochs run (fewer than asked when the loss stopped being finite)."
-    if cfg.schedule == "fine_tune":  # fastai's recipe: the head alone for an epoch, then all, body at lr/100
-        learn.fine_tune(cfg.epochs - 1, cfg.lr, cbs=SkipValidation())
+    if cfg.schedule.startswith("fine_tune"):  # fastai's recipe: the head alone for an epoch, then all, body at lr/100
+        kept = [BodyInEvalMode()] if cfg.schedule == "fine_tune_bn_kept" else []
+        learn.fine_tune(cfg.epochs - 1, cfg.lr, cbs=[SkipValidation(), *kept])
     elif cfg.schedule == "frozen":
         learn.freeze()
         learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[SkipValidation(), BodyInEvalMode()])
@@ -266,7 +268,7 @@ def fit(learn: Learner, cfg: Config) -> int:
         learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=SkipValidation())
     else:
         learn.fit(cfg.epochs, cfg.lr, cbs=SkipValidation())
-    return learn.epoch + (2 if cfg.schedule == "fine_tune" else 1)  # fine_tune's frozen epoch was its own fit
+    return learn.epoch + (2 if cfg.schedule.startswith("fine_tune") else 1)  # the frozen epoch was its own fit
 
 
 def evaluate(learn: Learner, n_out: int) -> dict:

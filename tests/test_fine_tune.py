@@ -232,7 +232,14 @@ def test_fine_tune_trains_the_body_and_head_only_keeps_it():
     cfg = Config(**TINY, schedule="fine_tune", lr=2e-3)
     learn = learner(cfg, progress=False)
     assert fit(learn, cfg) == 2  # 1 frozen + 1 unfrozen
-    assert not torch.equal(before["model.conv_stem.weight"], learn.model[0].state_dict()["model.conv_stem.weight"])
+    stem, stats = "model.conv_stem.weight", [k for k in before if "running_" in k]
+    assert not torch.equal(before[stem], learn.model[0].state_dict()[stem])
+    assert not all(torch.equal(before[k], learn.model[0].state_dict()[k]) for k in stats)  # re-estimated
+    cfg = Config(**TINY, schedule="fine_tune_bn_kept", lr=2e-3)
+    learn = learner(cfg, progress=False)
+    assert fit(learn, cfg) == 2
+    assert not torch.equal(before[stem], learn.model[0].state_dict()[stem])  # the body trains ...
+    assert all(torch.equal(before[k], learn.model[0].state_dict()[k]) for k in stats)  # ... on ImageNet's statistics
 
 
 def test_config_guards_the_new_fields():
@@ -243,13 +250,14 @@ def test_config_guards_the_new_fields():
     assert Config().run_id == Config(pretrained=False, size=0).run_id  # old ids unchanged
 
 
-def test_grid_compares_four_methods_at_each_size_with_equal_epochs():
+def test_grid_compares_five_methods_at_each_size_with_equal_epochs():
     cells = FT.grid("quick")
     sizes = FT.PROFILES["quick"]["sizes"]
-    assert len(cells) == 4 * len(sizes)
+    assert len(cells) == 5 * len(sizes)
     for n in sizes:
         row = [c for c in cells if c.n_train == n]
-        assert {c.schedule for c in row} == {"fine_tune", "frozen", "one_cycle"} and len({c.epochs for c in row}) == 1
+        assert {c.schedule for c in row} == {"fine_tune", "fine_tune_bn_kept", "frozen", "one_cycle"}
+        assert len({c.epochs for c in row}) == 1
         assert {(c.arch, c.size) for c in row if not c.pretrained} == {(P.OFFLINE, 64), ("simple_cnn", 0)}
         assert all(c.bs <= n for c in row)
 
@@ -284,10 +292,11 @@ def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
     assert cli.main(["run", "fine_tune", "--results", str(tmp_path)]) == 0
     text = (tmp_path / "fine_tune" / "summary.md").read_text()
     for part in ("command: `cnn-exp run fine_tune --profile quick`", "seeds per cell: 1", "resized to 32 px",
-                 "| pretrained + fine_tune ", "pretrained, head only minus simple_cnn from scratch", "## Verdict",
+                 "| pretrained + fine_tune ", "pretrained, head only minus simple_cnn from scratch",
+                 "pretrained + fine_tune, BN kept minus same arch", "## Verdict",
                  "**C4 is ", "quick_accuracy_vs_labels.png"):
         assert part in text, part
-    assert len(pd.read_csv(tmp_path / "fine_tune" / "runs.csv")) == 4
+    assert len(pd.read_csv(tmp_path / "fine_tune" / "runs.csv")) == 5
 
 
 def test_a_folder_run_enters_fastais_distrib_ctx_only_under_a_launcher(monkeypatch):
