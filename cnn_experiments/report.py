@@ -44,10 +44,10 @@ def fmt(mean: float, half: float, digits: int = 4) -> str:
 
 
 def pivot(summary: pd.DataFrame, rows: str, cols: str, digits: int = 3) -> pd.DataFrame:
-    "A rows x cols table of 'mean ± ci' strings, in the order the cells first appear."
+    "A rows x cols table of 'mean ± ci' strings, in the order the cells first appear; 'not run' where none ran."
     s = summary.assign(cell=[fmt(m, h, digits) for m, h in zip(summary["mean"], summary["ci"])])
     t = s.pivot(index=rows, columns=cols, values="cell")
-    return t.loc[list(dict.fromkeys(s[rows])), list(dict.fromkeys(s[cols]))]
+    return t.loc[list(dict.fromkeys(s[rows])), list(dict.fromkeys(s[cols]))].fillna("not run")
 
 
 def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: str) -> str:

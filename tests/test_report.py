@@ -37,3 +37,11 @@ def test_index_quotes_the_most_thorough_profile(tmp_path):
     (tmp_path / "a" / "summary_full.md").write_text("# a\n**Finding:** full says y\n")
     text = R.write_index(tmp_path).read_text()
     assert "| [a](a/summary_full.md) | full | full says y |" in text and "quick says" not in text
+
+
+def test_pivot_says_not_run_where_a_cell_has_no_runs():
+    from cnn_experiments.report import pivot, summarize
+    runs = pd.DataFrame([dict(size=s, pool=p, seed=k, accuracy=0.9 + 0.01 * k)
+                         for s, p in ((1, "avg"), (1, "max"), (2, "avg")) for k in range(3)])
+    t = pivot(summarize(runs, ["size", "pool"]), "size", "pool")
+    assert t.loc[2, "max"] == "not run" and t.loc[1, "max"].startswith("0.910 ± ")
