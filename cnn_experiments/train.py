@@ -220,17 +220,19 @@ class Autocast(Callback):
     order = 10
 
     def __init__(self, device: str):
-        self.device = device
+        self.ctx = torch.autocast(device, torch.bfloat16)
 
     def before_batch(self):
-        self.ctx = torch.autocast(self.device, torch.bfloat16, enabled=self.training)
-        self.ctx.__enter__()
+        if self.training:
+            self.ctx.__enter__()
 
     def after_pred(self):
-        self.learn.pred = self.pred.float()
+        if self.training:
+            self.learn.pred = self.pred.float()
 
     def after_loss(self):
-        self.ctx.__exit__(None, None, None)
+        if self.training:
+            self.ctx.__exit__(None, None, None)
 
 
 def speedups(learn: Learner, cfg: Config) -> Learner:
