@@ -14,6 +14,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from . import report as R
@@ -49,17 +50,18 @@ def search_cells(mod, profile: str) -> list:
 
 
 def command(name: str, profile: str, seeds: int, default_seeds: int, device: str, jobs: int = 1,
-            fuse: int = 1) -> str:
+            fuse: int = 1, any_device: bool = False) -> str:
     return " ".join(["cnn-exp run", name, "--profile", profile]
                     + (["--seeds", str(seeds)] if seeds != default_seeds else [])
                     + (["--device", device] if device != "cpu" else [])
                     + (["--jobs", str(jobs)] if jobs > 1 else [])
-                    + (["--fuse", str(fuse)] if fuse > 1 else []))
+                    + (["--fuse", str(fuse)] if fuse > 1 else [])
+                    + (["--any-device"] if any_device else []))
 
 
 def do_run(name: str, profile: str, device: str, seeds: int | None, results: Path,
            benchmark: str | None = None, jobs: int = 1, fuse: int = 1, executor: str = "local",
-           address: str | None = None) -> Path:
+           address: str | None = None, any_device: bool = False) -> Path:
     mod = experiment(name, profile)
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device: cuda asked for but no CUDA GPU is visible; choose cpu")
@@ -72,13 +74,13 @@ def do_run(name: str, profile: str, device: str, seeds: int | None, results: Pat
     default = mod.PROFILES[profile]["seeds"]
     n = seeds or default
     path = results / name / "runs.csv"
-    how = dict(jobs=jobs, fuse=fuse, executor=executor, address=address)
+    how = dict(jobs=jobs, fuse=fuse, executor=executor, address=address, any_device=any_device)
     searched = run_sweep(configs(search_cells(mod, profile), 1, device), path, profile, **how) \
         if search_cells(mod, profile) else None
     cfgs = configs(mod.grid(profile, searched), n, device)
     if cfgs:
         run_sweep(cfgs, path, profile, **how)
-    return do_report(name, profile, results, command(name, profile, n, default, device, jobs, fuse))
+    return do_report(name, profile, results, command(name, profile, n, default, device, jobs, fuse, any_device))
 
 
 def do_report(name: str, profile: str | None, results: Path, cmd: str | None = None) -> Path:
@@ -95,9 +97,11 @@ def do_report(name: str, profile: str | None, results: Path, cmd: str | None = N
                          f"run `cnn-exp run {name} --profile {profile}` first")
     if cmd is None:
         n = int(runs.groupby("cell_id")["seed"].nunique().max()) if len(runs) else 0
-        # runs.csv keeps the device's name ("cpu (x86_64, 2 threads)" or the GPU's)
-        dev = "cuda" if len(runs) and not runs["device"].astype(str).str.startswith("cpu").all() else "cpu"
-        cmd = command(name, profile, n or mod.PROFILES[profile]["seeds"], mod.PROFILES[profile]["seeds"], dev)
+        on_cpu = runs.get("device", pd.Series(dtype=str)).astype(str).str.startswith("cpu")  # kept by name
+        seeds = (name, profile, n or mod.PROFILES[profile]["seeds"], mod.PROFILES[profile]["seeds"])
+        cmd = command(*seeds, "cpu" if on_cpu.all() else "cuda")
+        if on_cpu.any() and not on_cpu.all():  # a grid started on a GPU and finished on a CPU
+            cmd += "; " + command(*seeds, "cpu", any_device=True)
     body, finding = mod.report(runs, out, profile)
     text = R.header(mod.TITLE, mod.CLAIM, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"
     # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
@@ -130,6 +134,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local: this machine (--jobs processes); ray: tasks on a Ray cluster (pip install ray)")
     r.add_argument("--address", default=None, help="ray: the cluster's address (default: start a local one)")
+    r.add_argument("--any-device", action="store_true",
+                   help="count a run of the same cell and seed made on another device as done "
+                        "(finish here a grid started on another machine)")
     r.add_argument("--benchmark", default=None, help="pooling: cluttered60 or cluttered100 (RAM paper, Table 2)")
     r.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     # the image-folder workflow (fastbook's bear classifier): fine_tune only
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--arch, --size and --epochs go with --data PATH (the image-folder workflow)")
             else:
                 do_run(a.name, a.profile, a.device, a.seeds, a.results, a.benchmark, a.jobs, a.fuse, a.executor,
-                       a.address)
+                       a.address, a.any_device)
         elif a.cmd == "predict":
             from .export import predict
             for f, label, prob in predict(a.model, a.images):

@@ -70,9 +70,15 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"- command: `{command}`",
         f"- profile: {profile}; seeds per cell: {seeds}",
         f"- date: {runs['date'].min()[:10]} to {runs['date'].max()[:10]}",
-        f"- device: {one('device')}",
+        f"- device: {devices(runs)}",
         f"- versions: python {one('python')}, torch {one('torch')}, fastai {one('fastai')}; code {one('git_rev')}",
         "- intervals: mean ± half-width of the 95% t-interval over seeds", "", ""])
+
+
+def devices(runs: pd.DataFrame) -> str:
+    "The device that made the runs, or each device with its number of runs where there were several."
+    n = runs["device"].dropna().astype(str).value_counts()
+    return n.index[0] if len(n) == 1 else ", ".join(f"{d} ({k} runs)" for d, k in n.items())
 
 
 PROFILE_ORDER = ("full", "medium", "quick")  # the index quotes the most thorough profile present

@@ -122,8 +122,10 @@ EXECUTORS = ("local", "ray")
 
 
 def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=print, jobs: int = 1,
-              fuse: int = 1, executor: str = "local", address: str | None = None) -> pd.DataFrame:
-    "Run every config not yet in `path`, appending a row each; return the file's rows for these configs."
+              fuse: int = 1, executor: str = "local", address: str | None = None,
+              any_device: bool = False) -> pd.DataFrame:
+    """Run every config not yet in `path`, appending a row each; return the file's rows for these configs.
+    With `any_device`, a run of the same cell and seed made on another device counts as done."""
     if jobs < 1:
         raise ValueError(f"jobs: at least 1 worker process, got {jobs}")
     if fuse < 1:
@@ -132,8 +134,8 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
         raise ValueError(f"executor: unknown {executor!r}; choose one of {', '.join(EXECUTORS)}")
     for c in configs:
         c.check()  # every config is checked before any work starts
-    done = set(read_runs(path)["run_id"])
-    todo = [c for c in configs if c.run_id not in done]
+    have = {key(r, any_device) for r in read_runs(path).itertuples()}
+    todo = [c for c in configs if key(c, any_device) not in have]
     echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {path}, {len(todo)} to run"
          + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else "")
          + (f", seeds of a cell fused up to {fuse} per model" if fuse > 1 and todo else ""))
@@ -157,7 +159,13 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
         if main:
             signal.signal(signal.SIGTERM, previous)
     df = read_runs(path)
-    return df[df["run_id"].isin({c.run_id for c in configs})].reset_index(drop=True)
+    keys = {key(c, any_device) for c in configs}
+    return df[[key(r, any_device) in keys for r in df.itertuples()]].reset_index(drop=True)
+
+
+def key(run, any_device: bool = False):
+    "What makes a run the same run: its id, or with `any_device` its cell and seed on whatever device."
+    return (run.cell_id, int(run.seed)) if any_device else run.run_id
 
 
 def units(todo: list[Config], fuse: int) -> list[list[Config]]:

@@ -45,3 +45,10 @@ def test_pivot_says_not_run_where_a_cell_has_no_runs():
                          for s, p in ((1, "avg"), (1, "max"), (2, "avg")) for k in range(3)])
     t = pivot(summarize(runs, ["size", "pool"]), "size", "pool")
     assert t.loc[2, "max"] == "not run" and t.loc[1, "max"].startswith("0.910 ± ")
+
+
+def test_the_header_counts_runs_per_device_when_a_grid_used_several():
+    one = pd.DataFrame({"device": ["cpu (x86_64, 2 threads)"] * 2})
+    assert R.devices(one) == "cpu (x86_64, 2 threads)"
+    mixed = pd.DataFrame({"device": ["NVIDIA H200"] * 3 + ["cpu (x86_64, 2 threads)"]})
+    assert R.devices(mixed) == "NVIDIA H200 (3 runs), cpu (x86_64, 2 threads) (1 runs)"

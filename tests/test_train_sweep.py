@@ -52,6 +52,20 @@ def test_sweep_resume_skips_finished_runs(tmp_path):
     assert second.iloc[:2]["accuracy"].tolist() == first["accuracy"].tolist()  # old rows untouched
 
 
+def test_any_device_counts_a_run_made_on_another_device_as_done(tmp_path):
+    path, lines = tmp_path / "runs.csv", []
+    sweep.run_sweep([TINY], path, echo=lambda s: None)
+    made_on_gpu = pd.read_csv(path).assign(run_id=TINY.replace(device="cuda").run_id, device="NVIDIA H200")
+    made_on_gpu.to_csv(path, index=False)  # as if seed 0 had run on a GPU
+    grid = [TINY.replace(seed=s) for s in range(2)]
+    finished = sweep.run_sweep(grid, path, echo=lines.append, any_device=True)
+    assert "1 already in" in lines[0] and "1 to run" in lines[0]
+    assert finished["device"].tolist()[0] == "NVIDIA H200" and finished["device"].str.startswith("cpu").sum() == 1
+    lines.clear()
+    redone = sweep.run_sweep(grid, path, echo=lines.append)  # without it, only this device's runs count
+    assert "1 to run" in lines[0] and redone["device"].str.startswith("cpu").all() and len(redone) == 2
+
+
 def test_sweep_checks_every_config_before_any_work(tmp_path):
     path = tmp_path / "runs.csv"
     with pytest.raises(ValueError, match="pool"):
