@@ -73,6 +73,6 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
         f"- work: {'the' if whole_grid else f'{len(cfgs) // seeds} of {n_cells} cells of the'} "
         f"pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
         f"cell's {seeds} seeds fused into one model; one-at-a-time runs: results/pooling/runs.csv "
-        f"({serial['device'].iloc[0]})", "",
+        f"({R.devices(serial)})", "",
         "| cells | head | one at a time | fused | intervals overlap |", "|---|---|---|---|---|", *rows, ""])
     R.write_benchmark(text, Path(out or f"results/benchmarks/fused_grid_{profile}_{device}.md"))

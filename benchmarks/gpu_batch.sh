@@ -24,7 +24,7 @@ step() {  # step NAME CAP_SECONDS COMMAND...
   tar czf "$out/results.tgz" results
 }
 
-step grid 260 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 5 --jobs 3
+step grid 260 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 5 --jobs 3 --any-device
 step plain 150 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3 \
   --out results/benchmarks/fastai_vs_plain_cuda.md
 step precision 200 python benchmarks/precision.py --device cuda --profile medium

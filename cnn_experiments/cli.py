@@ -91,7 +91,7 @@ def do_report(name: str, profile: str | None, results: Path, cmd: str | None = N
     mod = experiment(name, profile)
     runs = runs[runs["profile"] == profile]
     cells = {c.cell_id for c in mod.grid(profile, runs) + search_cells(mod, profile)}
-    runs = runs[runs["cell_id"].isin(cells)].reset_index(drop=True)
+    runs = R.one_per_seed(runs[runs["cell_id"].isin(cells)])
     if cells and runs.empty:
         raise UsageError(f"report: no {profile} runs of {name} in {out / 'runs.csv'}; "
                          f"run `cnn-exp run {name} --profile {profile}` first")

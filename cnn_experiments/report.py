@@ -75,6 +75,12 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         "- intervals: mean ± half-width of the 95% t-interval over seeds", "", ""])
 
 
+def one_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    "Each cell's seed once: the same seed run again on another device is not a new sample; the first stays."
+    keys = [k for k in ("cell_id", "seed") if k in runs]  # a file with no runs yet has no seed column
+    return runs.drop_duplicates(keys).reset_index(drop=True) if len(keys) == 2 else runs.reset_index(drop=True)
+
+
 def devices(runs: pd.DataFrame) -> str:
     "The device that made the runs, or each device with its number of runs where there were several."
     n = runs["device"].dropna().astype(str).value_counts()

@@ -52,3 +52,10 @@ def test_the_header_counts_runs_per_device_when_a_grid_used_several():
     assert R.devices(one) == "cpu (x86_64, 2 threads)"
     mixed = pd.DataFrame({"device": ["NVIDIA H200"] * 3 + ["cpu (x86_64, 2 threads)"]})
     assert R.devices(mixed) == "NVIDIA H200 (3 runs), cpu (x86_64, 2 threads) (1 runs)"
+
+
+def test_a_seed_run_on_two_devices_counts_once_as_first_made():
+    runs = pd.DataFrame({"cell_id": ["a", "a", "a", "b"], "seed": [0, 1, 0, 0],
+                         "device": ["NVIDIA H200", "NVIDIA H200", "cpu", "cpu"]})
+    kept = R.one_per_seed(runs)
+    assert kept["device"].tolist() == ["NVIDIA H200", "NVIDIA H200", "cpu"] and kept.index.tolist() == [0, 1, 2]
