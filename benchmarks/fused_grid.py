@@ -2,18 +2,19 @@
 
     python benchmarks/fused_grid.py --profile medium                 # CPU
     python benchmarks/fused_grid.py --profile full --device cuda     # a GPU
-    python benchmarks/fused_grid.py --profile full --device cuda --complete-only   # the cells run both ways
+    python benchmarks/fused_grid.py --profile full --device cuda --complete-only --jobs 3   # the cells run both ways
 
 Runs the profile's grid (the learning rates its committed search chose) with each cell's seeds fused
-into one model, into a throwaway runs file, timing the whole sweep. Then, cell by cell, compares the
-fused accuracy with the committed one-at-a-time runs in results/pooling/runs.csv: the 95% intervals
-overlap or not, and the verdict on C6 computed from each. With --complete-only, only the cells whose seeds
-all ran one at a time are trained and compared (the verdict needs every size, so it is then not computed).
+into one model, timing the sweep. The fused runs go to their own runs file beside the report, which a
+second call resumes (a GPU session may end first; the header then says which runs the last call made).
+Then, cell by cell, compares the fused accuracy with the committed one-at-a-time runs in
+results/pooling/runs.csv: the 95% intervals overlap or not, and the verdict on C6 computed from each.
+With --complete-only, only the cells whose seeds all ran one at a time are trained and compared (the
+verdict needs every size, so it is then not computed).
 """
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
          device: str = "cpu",  # cpu or cuda
          results: str = "results",  # where the committed runs are
          complete_only: store_true = False,  # fuse and compare only the cells complete one at a time
+         jobs: int = 1,  # worker processes for the fused sweep
          out: str = ""):  # markdown file; default results/benchmarks/fused_grid_<profile>_<device>.md
     committed = read_runs(Path(results) / "pooling" / "runs.csv")
     committed = committed[committed["profile"] == profile]
@@ -48,10 +50,16 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     if not cfgs or serial["cell_id"].nunique() < len({c.cell_id for c in cfgs}):
         sys.exit(f"fused_grid: the {profile} grid is not complete one at a time in {results}/pooling/runs.csv; "
                  "run it first, or pass --complete-only")
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        fused = run_sweep(cfgs, Path(tmp) / "runs.csv", profile, fuse=seeds)
-        wall = time.perf_counter() - t
+    path = Path(out or f"results/benchmarks/fused_grid_{profile}_{device}.md").with_suffix(".runs.csv")
+    earlier = len(set(read_runs(path)["run_id"]) & {c.run_id for c in cfgs})
+    t = time.perf_counter()
+    try:
+        fused = run_sweep(cfgs, path, profile, fuse=seeds, jobs=jobs)
+    except KeyboardInterrupt:
+        sys.exit(f"fused_grid: stopped; {path} keeps the finished runs, run the same command again to resume")
+    wall, made = time.perf_counter() - t, len(cfgs) - earlier
+    took = (f"the {made} runs took {wall / 60:.1f} min fused ({60 * made / wall:.1f} runs per minute)" if made else
+            "no runs were made by this call") + (f", {earlier} runs came from an earlier call" if earlier else "")
     cell = pooling.cell_px(profile)
     s = {name: R.summarize(d.assign(cells=d["obj_size"] / cell), ["cells", "pool"]).set_index(["cells", "pool"])
          for name, d in (("serial", serial), ("fused", fused))}
@@ -64,15 +72,15 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
             f" | {'yes' if overlap[(c, h)] else 'NO'} |" for (c, h), r in both.iterrows()]
     text = "\n".join([
         f"# Benchmark: the pooling study's {profile} grid, fused", "",
-        f"**Result:** on {device_name(device)}, the {len(cfgs)} runs took {wall / 60:.1f} min fused "
-        f"({60 * len(cfgs) / wall:.1f} runs per minute); fused and one-at-a-time 95% intervals overlap in "
+        f"**Result:** on {device_name(device)}, {took}; fused and one-at-a-time 95% intervals overlap in "
         f"{int(overlap.sum())} of {len(overlap)} cells; verdict on C6 fused: {verdicts['fused'].split(':')[0]}, "
         f"one at a time: {verdicts['serial'].split(':')[0]}.", "",
         *R.benchmark_provenance(f"python benchmarks/fused_grid.py --profile {profile} --device {device}"
-                                + (" --complete-only" if complete_only else "")),
+                                + (" --complete-only" if complete_only else "")
+                                + (f" --jobs {jobs}" if jobs > 1 else "")),
         f"- work: {'the' if whole_grid else f'{len(cfgs) // seeds} of {n_cells} cells of the'} "
         f"pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
         f"cell's {seeds} seeds fused into one model; one-at-a-time runs: results/pooling/runs.csv "
-        f"({R.devices(serial)})", "",
+        f"({R.devices(serial)}); fused runs: {path} ({R.devices(fused)})", "",
         "| cells | head | one at a time | fused | intervals overlap |", "|---|---|---|---|---|", *rows, ""])
-    R.write_benchmark(text, Path(out or f"results/benchmarks/fused_grid_{profile}_{device}.md"))
+    R.write_benchmark(text, path.with_suffix("").with_suffix(".md"))

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The GPU work still open, as one batch (run from the repository root on a CUDA machine):
-#     bash benchmarks/gpu_batch.sh SECONDS OUT_DIR [STEP ...]     # steps: grid plain precision fused_grid
-# Each step gets at most its cap of what is left of SECONDS; results/ is packed into OUT_DIR/results.tgz
-# after every step, so a batch cut short still brings back each finished step (the grid resumes).
+#     bash benchmarks/gpu_batch.sh SECONDS OUT_DIR [STEP ...]     # steps: grid plain fused_grid precision
+# Each step gets at most its cap of what is left of SECONDS, in that order; results/ is packed into
+# OUT_DIR/results.tgz after every step, so a batch cut short still brings back each finished step
+# (the grid and fused_grid resume from their runs files).
 set -u
 end=$(( $(date +%s) + ${1:-540} ))
 out=${2:-/tmp}
 shift $(( $# < 2 ? $# : 2 ))
-steps=${*:-grid plain precision fused_grid}
+steps=${*:-grid plain fused_grid precision}
 export CNN_EXP_PROGRESS=0 PYTHONWARNINGS=ignore
 
 step() {  # step NAME CAP_SECONDS COMMAND...
@@ -24,8 +25,8 @@ step() {  # step NAME CAP_SECONDS COMMAND...
   tar czf "$out/results.tgz" results
 }
 
-step grid 260 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 5 --jobs 3 --any-device
-step plain 150 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3 \
+step grid 240 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 5 --jobs 3 --any-device
+step plain 120 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3 \
   --out results/benchmarks/fastai_vs_plain_cuda.md
+step fused_grid 400 python benchmarks/fused_grid.py --profile full --device cuda --complete-only --jobs 3
 step precision 200 python benchmarks/precision.py --device cuda --profile medium
-step fused_grid 400 python benchmarks/fused_grid.py --profile full --device cuda --complete-only

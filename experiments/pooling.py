@@ -199,6 +199,12 @@ def accuracy_figure(s: pd.DataFrame, profile: str, word: str, path: Path) -> str
     return R.save_fig(fig, path)
 
 
+def resume_command(runs: pd.DataFrame, profile: str) -> str:
+    "The command that finishes the grid; with --any-device where its runs came from more than one device."
+    mixed = runs["device"].astype(str).nunique() > 1 if "device" in runs else False
+    return f"`cnn-exp run pooling --profile {profile}" + (" --any-device`" if mixed else "`")
+
+
 def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
     p = PROFILES[profile]
     search_cells = {c.cell_id for c in search(profile)}
@@ -214,7 +220,7 @@ def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
         "## Status: the grid is not complete", "",
         f"{n_done} of {n_grid} runs; short of {p['seeds']} seeds: "
         + "; ".join(f"{c:g} cells ({int(c * cell_px(profile))} px): {', '.join(h)}" for c, h in missing.items())
-        + f". `cnn-exp run pooling --profile {profile}` resumes them. "
+        + f". {resume_command(runs, profile)} resumes them. "
         + (f"The verdict may change: {why_open}." if why_open else
            "The verdict cannot change with them: it is decided by the smallest sizes, which are complete; "
            "the missing runs can change only the table, the figure and the gap line."), ""])

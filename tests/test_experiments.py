@@ -101,3 +101,10 @@ def test_pooling_missing_runs_names_the_heads_short_of_seeds():
     assert pooling.missing_runs(pd.DataFrame(rows), "quick") == {64 / pooling.cell_px("quick"): ["gem", "lse"]}
     assert pooling.missing_runs(pd.DataFrame(rows[:0], columns=["cell_id", "seed"]), "quick").keys() == {
         s / pooling.cell_px("quick") for s in pooling.PROFILES["quick"]["sizes"]}
+
+
+def test_pooling_resume_command_names_any_device_for_a_grid_made_on_two_devices():
+    one = pd.DataFrame({"device": ["cpu (x86_64, 2 threads)"] * 2})
+    two = pd.DataFrame({"device": ["NVIDIA H200", "cpu (x86_64, 2 threads)"]})
+    assert pooling.resume_command(one, "full") == "`cnn-exp run pooling --profile full`"
+    assert pooling.resume_command(two, "full") == "`cnn-exp run pooling --profile full --any-device`"
