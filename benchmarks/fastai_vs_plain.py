@@ -83,8 +83,9 @@ def main(device: str = "cpu",  # cpu or cuda
     xv, yv = d.x_valid.to(device), d.y_valid.to(device)
     torch.manual_seed(0)
     paths = {
-        "fastai DataLoaders.from_dsets(TensorDataset)": lambda: fastai_fit(
-            DataLoaders.from_dsets(TensorDataset(xt, yt), TensorDataset(xv, yv), bs=bs, device=device), device),
+        # host tensors, as a fastai user has them: its workers cannot fork with CUDA tensors, it moves each batch
+        "fastai DataLoaders.from_dsets(TensorDataset)": lambda: fastai_fit(DataLoaders.from_dsets(
+            TensorDataset(xt.cpu(), yt.cpu()), TensorDataset(xv.cpu(), yv.cpu()), bs=bs, device=device), device),
         "fastai Learner + device-resident batch slicer (ours)": lambda: fastai_fit(
             tensor_dls(xt, yt, xv, yv, bs=bs, device=device), device),
         "plain PyTorch loop": lambda: plain_fit(xt, yt, xv, yv, bs, device),
