@@ -116,7 +116,7 @@ def main(device: str = "cpu",  # cpu or cuda
     target = TARGET[device]
     text = "\n".join([
         "# Benchmark: the fastai path vs a plain PyTorch loop", "",
-        f"**Result:** on {device_name(device)}, the suite's fastai path takes {ours:.2f}x the plain loop's time "
+        f"**Result:** on {device_name(device)}, the suite's fastai path takes {ours:.3f}x the plain loop's time "
         f"(target {target}x: {'met' if ours <= target else 'not met'}).", "",
         *benchmark_provenance(f"python benchmarks/fastai_vs_plain.py --device {device} --bs {bs} --n {n} "
                               f"--rounds {rounds}"),
