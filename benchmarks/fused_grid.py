@@ -1,14 +1,15 @@
 """The pooling study's grid trained fused: its wall time, and does it reach the one-at-a-time conclusions?
 
     python benchmarks/fused_grid.py --profile medium                 # CPU
-    python benchmarks/fused_grid.py --profile full --device cuda     # a GPU
+    python benchmarks/fused_grid.py --profile full --device cuda --jobs 3            # a GPU
     python benchmarks/fused_grid.py --profile full --device cuda --complete-only --jobs 3   # the cells run both ways
 
 Runs the profile's grid (the learning rates its committed search chose) with each cell's seeds fused
-into one model, timing the sweep. The fused runs go to their own runs file beside the report, which a
-second call resumes (a GPU session may end first; the header then says which runs the last call made).
-Then, cell by cell, compares the fused accuracy with the committed one-at-a-time runs in
-results/pooling/runs.csv: the 95% intervals overlap or not, and the verdict on C6 computed from each.
+into one model, timing the sweep, then compares, cell by cell, the fused accuracy with the committed
+one-at-a-time runs in results/pooling/runs.csv: the 95% intervals overlap or not, and the verdict on C6
+computed from each. A run of the grid that was never made alone (the study fused it) is made here, alone,
+and timed too. Fused and one-at-a-time runs made here go to their own runs files beside the report, which
+a second call resumes (a GPU session may end first; the header then says which runs each call made).
 With --complete-only, only the cells whose seeds all ran one at a time are trained and compared (the
 verdict needs every size, so it is then not computed).
 """
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 from fastcore.script import call_parse, store_true
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,26 +42,37 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     seeds = pooling.PROFILES[profile]["seeds"]
     cfgs = configs(pooling.grid(profile, committed), seeds, device)
     alone = committed["fused"].fillna(1) == 1 if "fused" in committed else True  # rows before fusion ran alone
-    serial = committed[alone & committed["run_id"].isin({c.replace(device="cpu").run_id for c in cfgs}
-                                                        | {c.run_id for c in cfgs})]
+    serial = R.one_per_seed(committed[alone & committed["run_id"].isin({c.replace(device="cpu").run_id for c in cfgs}
+                                                                     | {c.run_id for c in cfgs})])
     n_cells = len({c.cell_id for c in cfgs})
     if complete_only:
         whole = serial.groupby("cell_id")["seed"].nunique()
         whole = set(whole[whole == seeds].index)
         cfgs, serial = [c for c in cfgs if c.cell_id in whole], serial[serial["cell_id"].isin(whole)]
-    if not cfgs or serial["cell_id"].nunique() < len({c.cell_id for c in cfgs}):
-        sys.exit(f"fused_grid: the {profile} grid is not complete one at a time in {results}/pooling/runs.csv; "
-                 "run it first, or pass --complete-only")
-    path = Path(out or f"results/benchmarks/fused_grid_{profile}_{device}.md").with_suffix(".runs.csv")
-    earlier = len(set(read_runs(path)["run_id"]) & {c.run_id for c in cfgs})
-    t = time.perf_counter()
+    if not cfgs:
+        sys.exit(f"fused_grid: no cell of the {profile} grid ran one at a time in {results}/pooling/runs.csv")
+    base = Path(out or f"results/benchmarks/fused_grid_{profile}_{device}.md").with_suffix("")
+    have = {(r.cell_id, int(r.seed)) for r in serial.itertuples()}
+    lacking = [c for c in cfgs if (c.cell_id, c.seed) not in have]  # the grid's runs never made alone
+    took = []
     try:
-        fused = run_sweep(cfgs, path, profile, fuse=seeds, jobs=jobs)
+        for kind, todo, fuse in (("fused", cfgs, seeds), ("one at a time", lacking, 1)):
+            if not todo:
+                continue
+            path = base.with_suffix(".runs.csv" if fuse > 1 else ".serial.runs.csv")
+            earlier = len(set(read_runs(path)["run_id"]) & {c.run_id for c in todo})
+            t = time.perf_counter()
+            done = run_sweep(todo, path, profile, fuse=fuse, jobs=jobs)
+            wall, made = time.perf_counter() - t, len(todo) - earlier
+            took.append((f"{made} runs took {wall / 60:.1f} min {kind} ({60 * made / wall:.1f} runs per minute)"
+                         if made else f"no {kind} runs were made by this call")
+                        + (f", {earlier} came from an earlier call" if earlier else ""))
+            if fuse > 1:
+                fused = done
+            else:  # one-at-a-time runs made here complete the committed ones
+                serial = pd.concat([serial, done], ignore_index=True)
     except KeyboardInterrupt:
-        sys.exit(f"fused_grid: stopped; {path} keeps the finished runs, run the same command again to resume")
-    wall, made = time.perf_counter() - t, len(cfgs) - earlier
-    took = (f"the {made} runs took {wall / 60:.1f} min fused ({60 * made / wall:.1f} runs per minute)" if made else
-            "no runs were made by this call") + (f", {earlier} runs came from an earlier call" if earlier else "")
+        sys.exit(f"fused_grid: stopped; {base}.*runs.csv keep the finished runs, run the same command to resume")
     cell = pooling.cell_px(profile)
     s = {name: R.summarize(d.assign(cells=d["obj_size"] / cell), ["cells", "pool"]).set_index(["cells", "pool"])
          for name, d in (("serial", serial), ("fused", fused))}
@@ -72,7 +85,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
             f" | {'yes' if overlap[(c, h)] else 'NO'} |" for (c, h), r in both.iterrows()]
     text = "\n".join([
         f"# Benchmark: the pooling study's {profile} grid, fused", "",
-        f"**Result:** on {device_name(device)}, {took}; fused and one-at-a-time 95% intervals overlap in "
+        f"**Result:** on {device_name(device)}, {'; '.join(took)}; fused and one-at-a-time 95% intervals overlap in "
         f"{int(overlap.sum())} of {len(overlap)} cells; verdict on C6 fused: {verdicts['fused'].split(':')[0]}, "
         f"one at a time: {verdicts['serial'].split(':')[0]}.", "",
         *R.benchmark_provenance(f"python benchmarks/fused_grid.py --profile {profile} --device {device}"
@@ -80,7 +93,8 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
                                 + (f" --jobs {jobs}" if jobs > 1 else "")),
         f"- work: {'the' if whole_grid else f'{len(cfgs) // seeds} of {n_cells} cells of the'} "
         f"pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
-        f"cell's {seeds} seeds fused into one model; one-at-a-time runs: results/pooling/runs.csv "
-        f"({R.devices(serial)}); fused runs: {path} ({R.devices(fused)})", "",
+        f"cell's {seeds} seeds fused into one model; one-at-a-time runs: {results}/pooling/runs.csv "
+        f"({R.devices(serial)})" + (f" and {base}.serial.runs.csv for the {len(lacking)} made here" if lacking else "")
+        + f"; fused runs: {base}.runs.csv ({R.devices(fused)})", "",
         "| cells | head | one at a time | fused | intervals overlap |", "|---|---|---|---|---|", *rows, ""])
-    R.write_benchmark(text, path.with_suffix("").with_suffix(".md"))
+    R.write_benchmark(text, base.with_suffix(".md"))
