@@ -30,15 +30,25 @@ from cnn_experiments.train import device_name
 from experiments import pooling
 
 
+def fail(message: str):
+    "A user's mistake: one line naming it, exit code 2, nothing written."
+    print(f"fused_grid: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 @call_parse
 def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid is committed
          device: str = "cpu",  # cpu or cuda
          results: str = "results",  # where the committed runs are
          complete_only: store_true = False,  # fuse and compare only the cells complete one at a time
-         jobs: int = 1,  # worker processes for the fused sweep
+         jobs: int = 1,  # worker processes for the sweeps (fused, and the one-at-a-time runs it lacks)
          out: str = ""):  # markdown file; default results/benchmarks/fused_grid_<profile>_<device>.md
+    if profile not in pooling.PROFILES or jobs < 1:
+        fail(f"--profile must be one of {', '.join(pooling.PROFILES)} and --jobs at least 1, got {profile!r}, {jobs}")
     committed = read_runs(Path(results) / "pooling" / "runs.csv")
     committed = committed[committed["profile"] == profile]
+    if committed.empty:  # its learning rates and one-at-a-time runs come from the committed study
+        fail(f"no {profile} runs in {results}/pooling/runs.csv; run `cnn-exp run pooling --profile {profile}` first")
     seeds = pooling.PROFILES[profile]["seeds"]
     cfgs = configs(pooling.grid(profile, committed), seeds, device)
     alone = committed["fused"].fillna(1) == 1 if "fused" in committed else True  # rows before fusion ran alone
@@ -50,7 +60,8 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
         whole = set(whole[whole == seeds].index)
         cfgs, serial = [c for c in cfgs if c.cell_id in whole], serial[serial["cell_id"].isin(whole)]
     if not cfgs:
-        sys.exit(f"fused_grid: no cell of the {profile} grid ran one at a time in {results}/pooling/runs.csv")
+        fail(f"--complete-only: no cell of the {profile} grid ran all its seeds one at a time in "
+             f"{results}/pooling/runs.csv")
     base = Path(out or f"results/benchmarks/fused_grid_{profile}_{device}.md").with_suffix("")
     have = {(r.cell_id, int(r.seed)) for r in serial.itertuples()}
     lacking = [c for c in cfgs if (c.cell_id, c.seed) not in have]  # the grid's runs never made alone
