@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
-from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
 from torch import nn
 
 from . import data as D
+from .learner import Learner
 from .pooling import GeMPool2d
 from .train import build_model, device_name, fit, scores, speedups, tensors, without_host_sync
 

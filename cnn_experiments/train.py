@@ -18,14 +18,14 @@ import torch
 from fastai.callback.core import Callback, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle)
-from fastai.learner import AvgSmoothLoss, Learner
-from fastai.losses import CrossEntropyLossFlat
+from fastai.learner import AvgSmoothLoss
 from fastai.metrics import accuracy
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
 
 from . import data as D
 from . import models, pretrained
+from .learner import CrossEntropy, Learner
 from .models import check_choice as _choice
 from .pooling import POOLS
 
@@ -181,7 +181,7 @@ def learner(cfg: Config, progress: bool | None = None) -> Learner:
     model = build_model(cfg, n_out).to(cfg.device)
     # a pretrained body's splitter gives body and head their own parameter groups: freeze, discriminative rates
     split = dict(splitter=pretrained.splitter(cfg.arch)) if cfg.arch in pretrained.BODIES else {}
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN(), **split)
+    learn = Learner(dls, model, loss_func=CrossEntropy(), metrics=accuracy, wd=cfg.wd, cbs=StopOnNaN(), **split)
     learn.n_out = n_out
     without_host_sync(learn)
     speedups(learn, cfg)
