@@ -3,6 +3,8 @@
     python benchmarks/fused_grid.py --profile medium                 # CPU
     python benchmarks/fused_grid.py --profile full --device cuda --jobs 3            # a GPU
     python benchmarks/fused_grid.py --profile full --device cuda --complete-only --jobs 3   # the cells run both ways
+    python benchmarks/fused_grid.py --profile full --alone-only --out results/benchmarks/fused_grid_full_cuda.md
+                                    # the one-at-a-time runs it lacks, on this CPU, for the GPU call to use
 
 Runs the profile's grid (the learning rates its committed search chose) with each cell's seeds fused
 into one model, timing the sweep, then compares, cell by cell, the fused accuracy with the committed
@@ -10,6 +12,8 @@ one-at-a-time runs in results/pooling/runs.csv: the 95% intervals overlap or not
 computed from each. A run of the grid that was never made alone (the study fused it) is made here, alone,
 and timed too. Fused and one-at-a-time runs made here go to their own runs files beside the report, which
 a second call resumes (a GPU session may end first; the header then says which runs each call made).
+A one-at-a-time run is the same run on any device (the committed ones mix devices too), so those made by
+an `--alone-only` call on a CPU count for a later GPU call writing to the same `--out`.
 With --complete-only, only the cells whose seeds all ran one at a time are trained and compared (the
 verdict needs every size, so it is then not computed).
 """
@@ -25,7 +29,7 @@ from fastcore.script import call_parse, store_true
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import report as R
 from cnn_experiments.cli import configs
-from cnn_experiments.sweep import read_runs, run_sweep
+from cnn_experiments.sweep import key, read_runs, run_sweep
 from cnn_experiments.train import device_name
 from experiments import pooling
 
@@ -42,6 +46,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
          results: str = "results",  # where the committed runs are
          complete_only: store_true = False,  # fuse and compare only the cells complete one at a time
          jobs: int = 1,  # worker processes for the sweeps (fused, and the one-at-a-time runs it lacks)
+         alone_only: store_true = False,  # make only the one-at-a-time runs the grid lacks, then stop
          out: str = ""):  # markdown file; default results/benchmarks/fused_grid_<profile>_<device>.md
     if profile not in pooling.PROFILES or jobs < 1:
         fail(f"--profile must be one of {', '.join(pooling.PROFILES)} and --jobs at least 1, got {profile!r}, {jobs}")
@@ -68,22 +73,28 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     took = []
     try:
         for kind, todo, fuse in (("fused", cfgs, seeds), ("one at a time", lacking, 1)):
-            if not todo:
+            if not todo or (alone_only and fuse > 1):
                 continue
             path = base.with_suffix(".runs.csv" if fuse > 1 else ".serial.runs.csv")
-            earlier = len(set(read_runs(path)["run_id"]) & {c.run_id for c in todo})
+            anywhere = fuse == 1  # fused runs are timed on this device; a run made alone counts from any
+            wanted, prior = {key(c, anywhere) for c in todo}, read_runs(path)
+            prior = prior.loc[[key(r, anywhere) in wanted for r in prior.itertuples()]]  # this grid's, made before
             t = time.perf_counter()
-            done = run_sweep(todo, path, profile, fuse=fuse, jobs=jobs)
-            wall, made = time.perf_counter() - t, len(todo) - earlier
+            done = run_sweep(todo, path, profile, fuse=fuse, jobs=jobs, any_device=anywhere)
+            wall, made = time.perf_counter() - t, len(todo) - len(prior)
             took.append((f"{made} runs took {wall / 60:.1f} min {kind} ({60 * made / wall:.1f} runs per minute)"
                          if made else f"no {kind} runs were made by this call")
-                        + (f", {earlier} came from an earlier call" if earlier else ""))
+                        + (f", {len(prior)} came from an earlier call ({R.devices(prior)})" if len(prior) else ""))
             if fuse > 1:
                 fused = done
             else:  # one-at-a-time runs made here complete the committed ones
                 serial = pd.concat([serial, done], ignore_index=True)
     except KeyboardInterrupt:
         sys.exit(f"fused_grid: stopped; {base}.*runs.csv keep the finished runs, run the same command to resume")
+    if alone_only:
+        print(f"fused_grid: the {len(lacking)} one-at-a-time runs the grid lacked are in {base}.serial.runs.csv; "
+              "no report written (--alone-only)")
+        return
     cell = pooling.cell_px(profile)
     s = {name: R.summarize(d.assign(cells=d["obj_size"] / cell), ["cells", "pool"]).set_index(["cells", "pool"])
          for name, d in (("serial", serial), ("fused", fused))}
@@ -105,7 +116,8 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
         f"- work: {'the' if whole_grid else f'{len(cfgs) // seeds} of {n_cells} cells of the'} "
         f"pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
         f"cell's {seeds} seeds fused into one model; one-at-a-time runs: {results}/pooling/runs.csv "
-        f"({R.devices(serial)})" + (f" and {base}.serial.runs.csv for the {len(lacking)} made here" if lacking else "")
+        f"({R.devices(serial)})"
+        + (f" and {base}.serial.runs.csv for the {len(lacking)} the study only fused" if lacking else "")
         + f"; fused runs: {base}.runs.csv ({R.devices(fused)})", "",
         "| cells | head | one at a time | fused | intervals overlap |", "|---|---|---|---|---|", *rows, ""])
     R.write_benchmark(text, base.with_suffix(".md"))

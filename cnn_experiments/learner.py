@@ -1,8 +1,9 @@
 """fastai's `Learner` with its per-batch Python overhead cut, and a cross-entropy that returns a plain tensor.
 
-A small CNN's batch costs a few milliseconds, so fastai's event dispatch shows: it sorts every callback and
-asks each one about each of the eight per-batch events, through `GetAttr`, about 0.5 ms a batch on a CPU.
+A small CNN's batch costs a few milliseconds, so fastai's event dispatch shows: for each of the eight
+per-batch events it sorts every callback and asks each one, through `GetAttr`, whether it handles it.
 Training, callbacks and numbers are fastai's; only who gets asked changes (see `Learner._call_one`).
+benchmarks/fastai_vs_plain.py times fastai's stock Learner and this one side by side.
 """
 from __future__ import annotations
 

@@ -1,0 +1,37 @@
+"""benchmarks/fused_grid.py on the committed quick grid: the one-at-a-time runs it lacks, made once, on any device."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fused_grid(*args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fused_grid.py"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_alone_only_makes_the_lacking_runs_once_and_counts_them_from_any_device(tmp_path):
+    runs = pd.read_csv(ROOT / "results" / "pooling" / "runs.csv")
+    quick = runs[runs["profile"] == "quick"]
+    (tmp_path / "pooling").mkdir()
+    quick.drop(index=quick.index[0]).to_csv(tmp_path / "pooling" / "runs.csv", index=False)  # one run never alone
+    args = ["--profile", "quick", "--alone-only", "--results", str(tmp_path), "--out", str(tmp_path / "fg.md")]
+    first = fused_grid(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    made = pd.read_csv(tmp_path / "fg.serial.runs.csv")
+    assert len(made) == 1 and made["run_id"].iloc[0] == quick["run_id"].iloc[0]
+    assert not (tmp_path / "fg.md").exists() and not (tmp_path / "fg.runs.csv").exists()  # nothing fused
+    made.assign(device="NVIDIA H200").to_csv(tmp_path / "fg.serial.runs.csv", index=False)  # as if a GPU made it
+    again = fused_grid(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(pd.read_csv(tmp_path / "fg.serial.runs.csv")) == 1  # the same run on another device: not remade
+
+
+def test_a_wrong_profile_is_one_line_and_exit_2(tmp_path):
+    bad = fused_grid("--profile", "huge", "--results", str(tmp_path), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "fused_grid: --profile must be one of quick, medium, full and --jobs at least 1, got 'huge', 1"]
