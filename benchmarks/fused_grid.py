@@ -57,8 +57,9 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     seeds = pooling.PROFILES[profile]["seeds"]
     cfgs = configs(pooling.grid(profile, committed), seeds, device)
     alone = committed["fused"].fillna(1) == 1 if "fused" in committed else True  # rows before fusion ran alone
-    serial = R.one_per_seed(committed[alone & committed["run_id"].isin({c.replace(device="cpu").run_id for c in cfgs}
-                                                                     | {c.run_id for c in cfgs})])
+    grid = {key(c, any_device=True) for c in cfgs}
+    in_grid = pd.Series([key(r, any_device=True) in grid for r in committed.itertuples()], committed.index, bool)
+    serial = R.one_per_seed(committed[alone & in_grid])  # a run made alone, on whichever device made it
     n_cells = len({c.cell_id for c in cfgs})
     if complete_only:
         whole = serial.groupby("cell_id")["seed"].nunique()

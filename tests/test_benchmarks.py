@@ -17,7 +17,8 @@ def test_alone_only_makes_the_lacking_runs_once_and_counts_them_from_any_device(
     runs = pd.read_csv(ROOT / "results" / "pooling" / "runs.csv")
     quick = runs[runs["profile"] == "quick"]
     (tmp_path / "pooling").mkdir()
-    quick.drop(index=quick.index[0]).to_csv(tmp_path / "pooling" / "runs.csv", index=False)  # one run never alone
+    on_gpu = quick.assign(run_id=quick["run_id"] + "g", device="NVIDIA H200")  # the study's runs, made elsewhere
+    on_gpu.drop(index=quick.index[0]).to_csv(tmp_path / "pooling" / "runs.csv", index=False)  # one never alone
     args = ["--profile", "quick", "--alone-only", "--results", str(tmp_path), "--out", str(tmp_path / "fg.md")]
     first = fused_grid(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
