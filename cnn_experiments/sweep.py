@@ -188,9 +188,14 @@ def run_unit(cfgs: list[Config]) -> list[dict]:
 
 
 def one_at_a_time(work: list[list[Config]]):
-    for cfgs in work:
-        yield from zip(cfgs, run_unit(cfgs))
-        release_memory()
+    gc.collect()
+    gc.freeze()  # what lives now (torch, fastai, the data) outlives the sweep: each run's collection skips it
+    try:
+        for cfgs in work:
+            yield from zip(cfgs, run_unit(cfgs))
+            release_memory()
+    finally:
+        gc.unfreeze()
 
 
 def release_memory() -> None:
@@ -247,6 +252,7 @@ def _worker_init(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
     torch.set_num_threads(threads)
+    gc.freeze()  # the imports outlive every run: each run's collection skips them
 
 
 def _run_indexed(item: tuple[int, list[Config]]) -> tuple[int, list[dict]]:
