@@ -3,8 +3,10 @@
     python benchmarks/fused_grid.py --profile medium                 # CPU
     python benchmarks/fused_grid.py --profile full --device cuda --jobs 3            # a GPU
     python benchmarks/fused_grid.py --profile full --device cuda --complete-only --jobs 3   # the cells run both ways
-    python benchmarks/fused_grid.py --profile full --alone-only --out results/benchmarks/fused_grid_full_cuda.md
+    python benchmarks/fused_grid.py --profile full --alone-only --out results/benchmarks/fused_grid_full.md
                                     # the one-at-a-time runs it lacks, on this CPU, for the GPU call to use
+    python benchmarks/fused_grid.py --profile full --any-device --out results/benchmarks/fused_grid_full.md
+                                    # the fused runs no device has made yet, here; the rest count as made
 
 Runs the profile's grid (the learning rates its committed search chose) with each cell's seeds fused
 into one model, timing the sweep, then compares, cell by cell, the fused accuracy with the committed
@@ -13,7 +15,9 @@ computed from each. A run of the grid that was never made alone (the study fused
 and timed too. Fused and one-at-a-time runs made here go to their own runs files beside the report, which
 a second call resumes (a GPU session may end first; the header then says which runs each call made).
 A one-at-a-time run is the same run on any device (the committed ones mix devices too), so those made by
-an `--alone-only` call on a CPU count for a later GPU call writing to the same `--out`.
+an `--alone-only` call on a CPU count for a later GPU call writing to the same `--out`. With --any-device
+the fused runs count from any device too: the comparison is of accuracies, and each call times only the
+runs it makes (the header names the devices of both sides).
 With --complete-only, only the cells whose seeds all ran one at a time are trained and compared (the
 verdict needs every size, so it is then not computed).
 """
@@ -47,6 +51,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
          complete_only: store_true = False,  # fuse and compare only the cells complete one at a time
          jobs: int = 1,  # worker processes for the sweeps (fused, and the one-at-a-time runs it lacks)
          alone_only: store_true = False,  # make only the one-at-a-time runs the grid lacks, then stop
+         any_device: store_true = False,  # a fused run made on another device counts as made
          out: str = ""):  # markdown file; default results/benchmarks/fused_grid_<profile>_<device>.md
     if profile not in pooling.PROFILES or jobs < 1:
         fail(f"--profile must be one of {', '.join(pooling.PROFILES)} and --jobs at least 1, got {profile!r}, {jobs}")
@@ -77,7 +82,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
             if not todo or (alone_only and fuse > 1):
                 continue
             path = base.with_suffix(".runs.csv" if fuse > 1 else ".serial.runs.csv")
-            anywhere = fuse == 1  # fused runs are timed on this device; a run made alone counts from any
+            anywhere = fuse == 1 or any_device  # a run made alone is the same run on any device
             wanted, prior = {key(c, anywhere) for c in todo}, read_runs(path)
             prior = prior.loc[[key(r, anywhere) in wanted for r in prior.itertuples()]]  # this grid's, made before
             t = time.perf_counter()
@@ -113,7 +118,8 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
         f"one at a time: {verdicts['serial'].split(':')[0]}.", "",
         *R.benchmark_provenance(f"python benchmarks/fused_grid.py --profile {profile} --device {device}"
                                 + (" --complete-only" if complete_only else "")
-                                + (f" --jobs {jobs}" if jobs > 1 else "")),
+                                + (" --any-device" if any_device else "")
+                                + (f" --jobs {jobs}" if jobs > 1 else "") + (f" --out {out}" if out else "")),
         f"- work: {'the' if whole_grid else f'{len(cfgs) // seeds} of {n_cells} cells of the'} "
         f"pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
         f"cell's {seeds} seeds fused into one model; one-at-a-time runs: {results}/pooling/runs.csv "

@@ -29,5 +29,6 @@ step() {  # step NAME CAP_SECONDS COMMAND...
 step grid 240 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 5 --jobs 3 --any-device
 step plain 120 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3 \
   --out results/benchmarks/fastai_vs_plain_cuda.md
-step fused_grid 560 python benchmarks/fused_grid.py --profile full --device cuda --jobs 3
+step fused_grid 560 python benchmarks/fused_grid.py --profile full --device cuda --jobs 3 --any-device \
+  --out results/benchmarks/fused_grid_full.md
 step precision 200 python benchmarks/precision.py --device cuda --profile medium

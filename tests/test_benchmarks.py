@@ -36,3 +36,20 @@ def test_a_wrong_profile_is_one_line_and_exit_2(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "fused_grid: --profile must be one of quick, medium, full and --jobs at least 1, got 'huge', 1"]
+
+
+def test_any_device_counts_fused_runs_made_elsewhere_and_reports_their_device(tmp_path):
+    runs = pd.read_csv(ROOT / "results" / "pooling" / "runs.csv")
+    quick = runs[runs["profile"] == "quick"]
+    (tmp_path / "pooling").mkdir()
+    quick.to_csv(tmp_path / "pooling" / "runs.csv", index=False)
+    # every seed of every cell already fused on a GPU, with an accuracy that differs from the CPU's
+    quick.assign(run_id=quick["run_id"] + "g", device="NVIDIA H200", fused=2,
+                 accuracy=quick["accuracy"] - 0.01).to_csv(tmp_path / "fg.runs.csv", index=False)
+    done = fused_grid("--profile", "quick", "--any-device", "--results", str(tmp_path),
+                      "--out", str(tmp_path / "fg.md"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "fg.runs.csv")) == len(quick)  # nothing trained again
+    text = (tmp_path / "fg.md").read_text()
+    assert "no fused runs were made by this call, 36 came from an earlier call (NVIDIA H200)" in text
+    assert "--any-device" in text and "fused runs: " in text
