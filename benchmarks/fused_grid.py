@@ -7,6 +7,8 @@
                                     # the one-at-a-time runs it lacks, on this CPU, for the GPU call to use
     python benchmarks/fused_grid.py --profile full --any-device --out results/benchmarks/fused_grid_full.md
                                     # the fused runs no device has made yet, here; the rest count as made
+    python benchmarks/fused_grid.py --profile full --report-only --out results/benchmarks/fused_grid_full.md
+                                    # train nothing: the report of the cells made both ways so far
 
 Runs the profile's grid (the learning rates its committed search chose) with each cell's seeds fused
 into one model, timing the sweep, then compares, cell by cell, the fused accuracy with the committed
@@ -17,7 +19,8 @@ a second call resumes (a GPU session may end first; the header then says which r
 A one-at-a-time run is the same run on any device (the committed ones mix devices too), so those made by
 an `--alone-only` call on a CPU count for a later GPU call writing to the same `--out`. With --any-device
 the fused runs count from any device too: the comparison is of accuracies, and each call times only the
-runs it makes (the header names the devices of both sides).
+runs it makes (the header names the devices of both sides). With --report-only nothing is trained: the
+report compares the cells whose seeds have all run both ways so far, as a grid stopped part-way leaves them.
 With --complete-only, only the cells whose seeds all ran one at a time are trained and compared (the
 verdict needs every size, so it is then not computed).
 """
@@ -52,6 +55,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
          jobs: int = 1,  # worker processes for the sweeps (fused, and the one-at-a-time runs it lacks)
          alone_only: store_true = False,  # make only the one-at-a-time runs the grid lacks, then stop
          any_device: store_true = False,  # a fused run made on another device counts as made
+         report_only: store_true = False,  # train nothing; compare the cells made both ways so far
          out: str = ""):  # markdown file; default results/benchmarks/fused_grid_<profile>_<device>.md
     if profile not in pooling.PROFILES or jobs < 1:
         fail(f"--profile must be one of {', '.join(pooling.PROFILES)} and --jobs at least 1, got {profile!r}, {jobs}")
@@ -85,12 +89,17 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
             anywhere = fuse == 1 or any_device  # a run made alone is the same run on any device
             wanted, prior = {key(c, anywhere) for c in todo}, read_runs(path)
             prior = prior.loc[[key(r, anywhere) in wanted for r in prior.itertuples()]]  # this grid's, made before
-            t = time.perf_counter()
-            done = run_sweep(todo, path, profile, fuse=fuse, jobs=jobs, any_device=anywhere)
-            wall, made = time.perf_counter() - t, len(todo) - len(prior)
-            took.append((f"{made} runs took {wall / 60:.1f} min {kind} ({60 * made / wall:.1f} runs per minute)"
-                         if made else f"no {kind} runs were made by this call")
-                        + (f", {len(prior)} came from an earlier call ({R.devices(prior)})" if len(prior) else ""))
+            if report_only:
+                done = prior
+                took.append(f"{len(prior)} of the {len(todo)} {kind} runs were made"
+                            + (f" ({R.devices(prior)})" if len(prior) else ""))
+            else:
+                t = time.perf_counter()
+                done = run_sweep(todo, path, profile, fuse=fuse, jobs=jobs, any_device=anywhere)
+                wall, made = time.perf_counter() - t, len(todo) - len(prior)
+                took.append((f"{made} runs took {wall / 60:.1f} min {kind} ({60 * made / wall:.1f} runs per minute)"
+                             if made else f"no {kind} runs were made by this call")
+                            + (f", {len(prior)} came from an earlier call ({R.devices(prior)})" if len(prior) else ""))
             if fuse > 1:
                 fused = done
             else:  # one-at-a-time runs made here complete the committed ones
@@ -101,6 +110,18 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
         print(f"fused_grid: the {len(lacking)} one-at-a-time runs the grid lacked are in {base}.serial.runs.csv; "
               "no report written (--alone-only)")
         return
+    if report_only:  # compare only the cells whose seeds have all run both ways
+        def complete(d):
+            if d.empty:  # no runs file yet
+                return set()
+            n = d.groupby("cell_id")["seed"].nunique()
+            return set(n[n == seeds].index)
+        made = complete(serial) & complete(fused)
+        if not made:
+            fail(f"--report-only: no cell of the {profile} grid has all {seeds} seeds both fused and one at a time "
+                 f"yet in {base}.runs.csv and the one-at-a-time runs; run without --report-only first")
+        cfgs = [c for c in cfgs if c.cell_id in made]
+        serial, fused = serial[serial["cell_id"].isin(made)], fused[fused["cell_id"].isin(made)]
     cell = pooling.cell_px(profile)
     s = {name: R.summarize(d.assign(cells=d["obj_size"] / cell), ["cells", "pool"]).set_index(["cells", "pool"])
          for name, d in (("serial", serial), ("fused", fused))}
@@ -109,16 +130,20 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     whole_grid = len({c.cell_id for c in cfgs}) == n_cells
     verdicts = {name: pooling.verdict(v.reset_index())[0] if whole_grid else "not computed (not every size)"
                 for name, v in s.items()}
+    speed = [f"| {way} | {dev} | {len(d)} | {d['seconds'].mean():.1f} |"
+             for way, runs in (("one at a time", serial), ("fused", fused))
+             for dev, d in runs.groupby(runs["device"].astype(str))]
     rows = [f"| {c:g} | {h} | {R.fmt(r['mean_serial'], r['ci_serial'], 3)} | {R.fmt(r['mean_fused'], r['ci_fused'], 3)}"
             f" | {'yes' if overlap[(c, h)] else 'NO'} |" for (c, h), r in both.iterrows()]
+    where = "" if report_only else f"on {device_name(device)}, "  # a report-only call names the runs' devices
     text = "\n".join([
         f"# Benchmark: the pooling study's {profile} grid, fused", "",
-        f"**Result:** on {device_name(device)}, {'; '.join(took)}; fused and one-at-a-time 95% intervals overlap in "
+        f"**Result:** {where}{'; '.join(took)}; fused and one-at-a-time 95% intervals overlap in "
         f"{int(overlap.sum())} of {len(overlap)} cells; verdict on C6 fused: {verdicts['fused'].split(':')[0]}, "
         f"one at a time: {verdicts['serial'].split(':')[0]}.", "",
         *R.benchmark_provenance(f"python benchmarks/fused_grid.py --profile {profile} --device {device}"
                                 + (" --complete-only" if complete_only else "")
-                                + (" --any-device" if any_device else "")
+                                + (" --any-device" if any_device else "") + (" --report-only" if report_only else "")
                                 + (f" --jobs {jobs}" if jobs > 1 else "") + (f" --out {out}" if out else "")),
         f"- work: {'the' if whole_grid else f'{len(cfgs) // seeds} of {n_cells} cells of the'} "
         f"pooling {profile} grid ({len(cfgs)} runs, learning rates from its committed search), each "
@@ -126,5 +151,7 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
         f"({R.devices(serial)})"
         + (f" and {base}.serial.runs.csv for the {len(lacking)} the study only fused" if lacking else "")
         + f"; fused runs: {base}.runs.csv ({R.devices(fused)})", "",
-        "| cells | head | one at a time | fused | intervals overlap |", "|---|---|---|---|---|", *rows, ""])
+        "| cells | head | one at a time | fused | intervals overlap |", "|---|---|---|---|---|", *rows, "",
+        "Fit time per run (`seconds`: a fused member's share of its model's), by the device that made it:", "",
+        "| way | device | runs | seconds per run |", "|---|---|---|---|", *speed, ""])
     R.write_benchmark(text, base.with_suffix(".md"))

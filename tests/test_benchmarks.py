@@ -53,3 +53,32 @@ def test_any_device_counts_fused_runs_made_elsewhere_and_reports_their_device(tm
     text = (tmp_path / "fg.md").read_text()
     assert "no fused runs were made by this call, 36 came from an earlier call (NVIDIA H200)" in text
     assert "--any-device" in text and "fused runs: " in text
+
+
+def test_report_only_compares_the_cells_made_both_ways_and_trains_nothing(tmp_path):
+    runs = pd.read_csv(ROOT / "results" / "pooling" / "runs.csv")
+    quick = runs[runs["profile"] == "quick"]
+    (tmp_path / "pooling").mkdir()
+    quick.to_csv(tmp_path / "pooling" / "runs.csv", index=False)
+    cells = quick["cell_id"].unique()
+    part = quick[quick["cell_id"].isin(cells[:3])]  # three whole cells fused so far, and one seed of a fourth
+    part = pd.concat([part, quick[quick["cell_id"] == cells[3]].iloc[:1]])
+    part.assign(fused=2, seconds=1.5).to_csv(tmp_path / "fg.runs.csv", index=False)
+    args = ["--profile", "quick", "--report-only", "--results", str(tmp_path), "--out", str(tmp_path / "fg.md")]
+    done = fused_grid(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "fg.runs.csv")) == 7  # nothing trained
+    text = (tmp_path / "fg.md").read_text()
+    assert text.count("| yes |") + text.count("| NO |") == 3  # the fourth cell lacks a fused seed
+    assert "7 of the 36 fused runs were made" in text and "not computed (not every size)" in text
+    assert "| fused | cpu (x86_64, 2 threads) | 6 | 1.5 |" in text  # the compared cells' fit time
+
+
+def test_report_only_with_no_cell_made_both_ways_is_one_line_and_exit_2(tmp_path):
+    runs = pd.read_csv(ROOT / "results" / "pooling" / "runs.csv")
+    (tmp_path / "pooling").mkdir()
+    runs[runs["profile"] == "quick"].to_csv(tmp_path / "pooling" / "runs.csv", index=False)
+    bad = fused_grid("--profile", "quick", "--report-only", "--results", str(tmp_path),
+                     "--out", str(tmp_path / "fg.md"), cwd=tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "--report-only: no cell of the quick grid" in bad.stderr and not (tmp_path / "fg.md").exists()
