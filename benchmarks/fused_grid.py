@@ -82,16 +82,17 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     lacking = [c for c in cfgs if (c.cell_id, c.seed) not in have]  # the grid's runs never made alone
     took = []
     try:
-        for kind, todo, fuse in (("fused", cfgs, seeds), ("one at a time", lacking, 1)):
+        for kind, todo, fuse in (("fused", cfgs, seeds), ("one-at-a-time", lacking, 1)):
             if not todo or (alone_only and fuse > 1):
                 continue
             path = base.with_suffix(".runs.csv" if fuse > 1 else ".serial.runs.csv")
-            anywhere = fuse == 1 or any_device  # a run made alone is the same run on any device
+            anywhere = fuse == 1 or any_device or report_only  # a run made alone is the same run on any device
             wanted, prior = {key(c, anywhere) for c in todo}, read_runs(path)
             prior = prior.loc[[key(r, anywhere) in wanted for r in prior.itertuples()]]  # this grid's, made before
             if report_only:
                 done = prior
-                took.append(f"{len(prior)} of the {len(todo)} {kind} runs were made"
+                which = f"{kind} runs" if fuse > 1 else f"{kind} runs the study only fused"
+                took.append(f"{len(prior)} of the {len(todo)} {which} are made"
                             + (f" ({R.devices(prior)})" if len(prior) else ""))
             else:
                 t = time.perf_counter()

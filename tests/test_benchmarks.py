@@ -70,7 +70,7 @@ def test_report_only_compares_the_cells_made_both_ways_and_trains_nothing(tmp_pa
     assert len(pd.read_csv(tmp_path / "fg.runs.csv")) == 7  # nothing trained
     text = (tmp_path / "fg.md").read_text()
     assert text.count("| yes |") + text.count("| NO |") == 3  # the fourth cell lacks a fused seed
-    assert "7 of the 36 fused runs were made" in text and "not computed (not every size)" in text
+    assert "7 of the 36 fused runs are made" in text and "not computed (not every size)" in text
     assert "| fused | cpu (x86_64, 2 threads) | 6 | 1.5 |" in text  # the compared cells' fit time
 
 
