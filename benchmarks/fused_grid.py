@@ -126,7 +126,8 @@ def main(profile: str = "medium",  # a pooling profile whose one-at-a-time grid 
     cell = pooling.cell_px(profile)
     s = {name: R.summarize(d.assign(cells=d["obj_size"] / cell), ["cells", "pool"]).set_index(["cells", "pool"])
          for name, d in (("serial", serial), ("fused", fused))}
-    both = s["serial"].join(s["fused"], lsuffix="_serial", rsuffix="_fused")
+    both = s["serial"].add_suffix("_serial").join(s["fused"].add_suffix("_fused"))
+    both = both.reindex(list(dict.fromkeys((c.obj_size / cell, c.pool) for c in cfgs)))  # the grid's order
     overlap = (both["lo_serial"] <= both["hi_fused"]) & (both["lo_fused"] <= both["hi_serial"])
     whole_grid = len({c.cell_id for c in cfgs}) == n_cells
     verdicts = {name: pooling.verdict(v.reset_index())[0] if whole_grid else "not computed (not every size)"
