@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU work still open, as one batch (run from the repository root on a CUDA machine):
 #     bash benchmarks/gpu_batch.sh SECONDS OUT_DIR [STEP ...]     # steps: grid plain fused_grid precision
-# Without steps it runs plain and fused_grid: the full grid is complete (`grid` would only redraw its report).
+# Without steps it runs plain: the full grid and its fused comparison are complete (`grid` and `fused_grid`
+# would only redraw their reports).
 # Each step gets at most its cap of what is left of SECONDS, in that order; results/ is packed into
 # OUT_DIR/results.tgz after every step, so a batch cut short still brings back each finished step
 # (the grid and fused_grid resume from their runs files).
@@ -9,7 +10,7 @@ set -u
 end=$(( $(date +%s) + ${1:-540} ))
 out=${2:-/tmp}
 shift $(( $# < 2 ? $# : 2 ))
-steps=${*:-plain fused_grid}
+steps=${*:-plain}
 export CNN_EXP_PROGRESS=0 PYTHONWARNINGS=ignore
 
 step() {  # step NAME CAP_SECONDS COMMAND...

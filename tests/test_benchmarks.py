@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.pooling import HEADS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,7 +61,7 @@ def test_report_only_compares_the_cells_made_both_ways_and_trains_nothing(tmp_pa
     runs = pd.read_csv(ROOT / "results" / "pooling" / "runs.csv")
     quick = runs[runs["profile"] == "quick"]
     (tmp_path / "pooling").mkdir()
-    quick.to_csv(tmp_path / "pooling" / "runs.csv", index=False)
+    quick.iloc[::-1].to_csv(tmp_path / "pooling" / "runs.csv", index=False)  # rows out of the grid's order
     cells = quick["cell_id"].unique()
     part = quick[quick["cell_id"].isin(cells[:3])]  # three whole cells fused so far, and one seed of a fourth
     part = pd.concat([part, quick[quick["cell_id"] == cells[3]].iloc[:1]])
@@ -72,6 +74,9 @@ def test_report_only_compares_the_cells_made_both_ways_and_trains_nothing(tmp_pa
     assert text.count("| yes |") + text.count("| NO |") == 3  # the fourth cell lacks a fused seed
     assert "7 of the 36 fused runs are made" in text and "not computed (not every size)" in text
     assert "| fused | cpu (x86_64, 2 threads) | 6 | 1.5 |" in text  # the compared cells' fit time
+    shown = [tuple(r.split(" | ")[:2]) for r in text.splitlines() if r.endswith(("| yes |", "| NO |"))]
+    grid = sorted(shown, key=lambda r: (float(r[0].strip("| ")), HEADS.index(r[1])))
+    assert shown == grid  # rows in the grid's order: sizes, then heads as declared
 
 
 def test_report_only_with_no_cell_made_both_ways_is_one_line_and_exit_2(tmp_path):
