@@ -1,15 +1,9 @@
 """Class activation maps of pooled_cnn models: where in the scene a pooling head looks."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import torch
 import torch.nn.functional as F
-
-from . import report as R
-from .scenes import scenes_for
-from .train import Config, train
 
 
 @torch.no_grad()
@@ -25,48 +19,43 @@ def class_activation_maps(model: torch.nn.Module, x: torch.Tensor, cls: int = 1)
     return F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 
 
-def _scenes(cfg: Config):
-    return scenes_for(cfg.canvas, cfg.obj_size, cfg.num_dist, cfg.target, cfg.mode, cfg.n_scenes)[1]
+def peak_inside(cams: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    "Per scene: whether the map's peak falls inside the object's box (top, left, size)."
+    peak = cams.flatten(1).argmax(1)
+    r, c = peak // cams.shape[-1], peak % cams.shape[-1]
+    top, left, size = boxes[:, 0], boxes[:, 1], boxes[:, 2]
+    return (r >= top) & (r < top + size) & (c >= left) & (c < left + size)
 
 
-def cam_study(cfgs: list[Config], path: Path, n_show: int = 4) -> tuple[str, pd.DataFrame]:
-    """Train each config (seed 0), draw its CAMs on the same held-out scenes, and measure on every held-out
-    positive scene whether the CAM's peak falls inside the object's box."""
-    import matplotlib.pyplot as plt
-    x_raw, y, boxes = _scenes(cfgs[0])
-    show = torch.nonzero(y == 1)[:n_show, 0]
-    fig, axs = plt.subplots(len(show), len(cfgs) + 1, figsize=(2.6 * (len(cfgs) + 1), 2.6 * len(show)),
-                            squeeze=False)
-    rows = []
-    for j, cfg in enumerate(cfgs):
-        learn, metrics = train(cfg, progress=False)
-        cams = class_activation_maps(learn.model, learn.dls.valid.x).cpu()
-        peak = cams.flatten(1).argmax(1)
-        r, c = peak // cams.shape[-1], peak % cams.shape[-1]
-        top, left, size = boxes[:, 0], boxes[:, 1], boxes[:, 2]
-        inside = (r >= top) & (r < top + size) & (c >= left) & (c < left + size)
-        pos = y == 1
-        rows.append({"head": cfg.pool, "held-out accuracy (this run)": f"{metrics['accuracy']:.3f}",
-                     "positive scenes whose CAM peak is inside the bear's box": f"{inside[pos].float().mean():.3f}",
-                     "box's share of the scene (chance)": f"{(size[pos].float() ** 2 / cfg.canvas ** 2).mean():.3f}"})
-        for i, k in enumerate(show):
-            ax = axs[i, j + 1]
-            ax.imshow(x_raw[k, 0].numpy(), cmap="gray")
-            ax.imshow(cams[k].numpy(), cmap="inferno", alpha=0.55)
-            _box(ax, boxes[k])
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"{cfg.pool} pooling CAM")
-    for i, k in enumerate(show):
-        axs[i, 0].imshow(x_raw[k, 0].numpy(), cmap="gray")
-        _box(axs[i, 0], boxes[k])
-        axs[i, 0].set_xticks([]), axs[i, 0].set_yticks([])
-    axs[0, 0].set_title("held-out scene")
-    fig.suptitle(f"Class activation maps, objects of {cfgs[0].obj_size} px (box): bright = evidence for the bear")
-    return R.save_fig(fig, path), pd.DataFrame(rows)
-
-
-def _box(ax, box):
+def cam_figure(models: dict[str, torch.nn.Module], x: torch.Tensor, x_raw: torch.Tensor, y: torch.Tensor,
+               boxes: torch.Tensor, canvas: int, n_show: int = 4):
+    """A figure of each model's maps on the same held-out positive scenes, and a table: per model, the share of
+    positive scenes whose map peaks inside the object's box (and that share by chance)."""
     import matplotlib.patches as patches
-    top, left, size = (int(v) for v in box)
-    ax.add_patch(patches.Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="cyan", lw=1.2))
+    import matplotlib.pyplot as plt
+    show = torch.nonzero(y == 1)[:n_show, 0]
+    fig, axs = plt.subplots(len(show), len(models) + 1, figsize=(2.6 * (len(models) + 1), 2.6 * len(show)),
+                            squeeze=False)
+    rows, pos = [], y == 1
+
+    def draw(ax, k, cam=None):
+        ax.imshow(x_raw[k, 0].numpy(), cmap="gray")
+        if cam is not None:
+            ax.imshow(cam.numpy(), cmap="inferno", alpha=0.55)
+        top, left, size = (int(v) for v in boxes[k])
+        ax.add_patch(patches.Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="cyan", lw=1.2))
+        ax.set_xticks([]), ax.set_yticks([])
+    for j, (head, model) in enumerate(models.items()):
+        cams = class_activation_maps(model, x).cpu()
+        inside = peak_inside(cams, boxes)
+        chance = (boxes[pos, 2].float() ** 2 / canvas**2).mean()
+        rows.append({"head": head, "positive scenes whose map peaks inside the bear's box":
+                     f"{inside[pos].float().mean():.3f}", "the box's share of the scene (chance)": f"{chance:.3f}"})
+        for i, k in enumerate(show):
+            draw(axs[i, j + 1], k, cams[k])
+        axs[0, j + 1].set_title(f"{head} pooling CAM")
+    for i, k in enumerate(show):
+        draw(axs[i, 0], k)
+    axs[0, 0].set_title("held-out scene")
+    fig.suptitle(f"Class activation maps, objects of {int(boxes[0, 2])} px (box): bright = evidence for the bear")
+    return fig, pd.DataFrame(rows)

@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from fastai.data.core import DataLoaders
 
+from .errors import UserError
+
 SPLIT_SEED = 42  # the held-out split never changes with the run's seed
 HELD_OUT_PER_CLASS = 100  # embedded MNIST: 100 held-out digits per class, 400 per class to train on
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data set that cannot be had or read; the message names it and what to do."""
 
 

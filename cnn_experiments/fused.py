@@ -23,11 +23,19 @@ from fastcore.basics import noop
 from torch import nn
 
 from . import data as D
+from .callbacks import without_host_sync
+from .config import Config
+from .errors import UserError
 from .learner import Learner
 from .pooling import GeMPool2d
-from .train import build_model, device_name, fit, scores, speedups, tensors, without_host_sync
+from .train import Result, build_model, device_name, fit, pinned_threads, scores, speedups, tensors
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
+
+
+def fusable(cfg: Config) -> bool:
+    "Whether runs of this config can train fused: an architecture Fused stacks, on tensors."
+    return cfg.arch in ARCHS and cfg.data != "folder"
 
 
 def _fuse_layer(parts: list[nn.Module], k: int) -> nn.Module:
@@ -149,12 +157,13 @@ def learner(cfgs) -> Learner:
     for c in cfgs:
         c.check()
         if c.cell_id != c0.cell_id or c.device != c0.device:
-            raise ValueError("fuse: members must share every field but the seed")
-    if c0.arch not in ARCHS:
-        raise ValueError(f"fuse: arch {c0.arch!r} cannot be fused; these can: {', '.join(ARCHS)}")
+            raise UserError("fuse: members must share every field but the seed")
+    if not fusable(c0):
+        raise UserError(f"fuse: arch {c0.arch!r} cannot be fused; these can: {', '.join(ARCHS)}")
     if len({c.seed for c in cfgs}) < len(cfgs):
-        raise ValueError("fuse: members need different seeds")
-    xt, yt, xv, yv, n_out = tensors(c0)
+        raise UserError("fuse: members need different seeds")
+    t = tensors(c0)
+    xt, yt, xv, yv, n_out = t.x_train, t.y_train, t.x_valid, t.y_valid, t.n_out
     members, gens = [], []
     for c in cfgs:
         set_seed(c.seed, reproducible=True)  # as the member's own run: the same init ...
@@ -184,17 +193,36 @@ def evaluate(learn: Learner) -> list[dict]:
                    valid.y.cpu(), learn.n_out) for k in range(learn.model.k)]
 
 
-def run(cfgs) -> list[dict]:
-    "Train `cfgs` fused; per member the metrics dict of `train.run`, `seconds` being its share of the time."
-    learn = learner(cfgs)
-    t0 = time.perf_counter()
-    fit(learn, cfgs[0])
-    seconds = (time.perf_counter() - t0) / len(cfgs)
-    rows = []
-    for m in evaluate(learn):
-        diverged = not math.isfinite(m["train_loss"])
-        if diverged:
-            m = {k: float("nan") for k in m}
-        rows.append(dict(**m, diverged=diverged, seconds=round(seconds, 3), epochs=cfgs[0].epochs,
-                         device=device_name(cfgs[0].device), fused=len(cfgs)))
-    return rows
+def run(cfgs, keep: tuple[str, ...] = ()) -> list[Result]:
+    """Train `cfgs` fused; per member a `train.Result` (no training curve), `seconds` its share of the time;
+    with `keep`, each member's state-dict entries under those prefixes."""
+    with pinned_threads(cfgs[0].device):
+        learn = learner(cfgs)
+        t0 = time.perf_counter()
+        fit(learn, cfgs[0])
+        seconds = (time.perf_counter() - t0) / len(cfgs)
+        out = []
+        for i, m in enumerate(evaluate(learn)):
+            diverged = not math.isfinite(m["train_loss"])
+            if cfgs[i].probe and not diverged:
+                m.update(_member_probes(learn, i))
+            if diverged:
+                m = {k: float("nan") for k in m}
+            weights = None
+            if keep:
+                sd = learn.model.member(i).state_dict()
+                weights = {k: v.detach().cpu().clone() for k, v in sd.items() if k.startswith(keep)}
+            out.append(Result(dict(**m, diverged=diverged, seconds=round(seconds, 3), epochs_run=cfgs[0].epochs,
+                                   device=device_name(cfgs[0].device), fused=len(cfgs)), [], weights))
+    return out
+
+
+def _member_probes(learn: Learner, i: int) -> dict:
+    "The head-only probes of member i, on its own body and data."
+    from types import SimpleNamespace
+
+    from .probes import head_only
+    tr, va = learn.dls.train, learn.dls.valid
+    x = tr.x[:, i:i + 1] if tr.x.shape[1] > 1 else tr.x
+    dls = SimpleNamespace(train=D.TensorLoader(x, tr.y, tr.bs), valid=D.TensorLoader(va.x, va.y, va.bs))
+    return head_only(SimpleNamespace(model=learn.model.member(i), dls=dls))

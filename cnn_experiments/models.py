@@ -4,19 +4,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import config
+from .config import check_choice
 from .pooling import global_pool, pool_mult
 
 ACTIVATIONS = {
     "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
     "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
 }
-DOWNS = ("stride", "maxpool", "avgpool")  # the body's way down: stride-2 conv, or conv + 2x2 pool
-
-
-def check_choice(field: str, value: str, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{field}: unknown value {value!r}; choose one of {', '.join(choices)}")
-    return value
+DOWNS = config.DOWNS  # the body's way down: stride-2 conv, or conv + 2x2 pool
+assert tuple(ACTIVATIONS) == config.ACTIVATIONS
 
 
 def conv(ni: int, nf: int, ks: int = 3, act: bool = True, bn: bool = True,
@@ -33,12 +30,18 @@ def conv(ni: int, nf: int, ks: int = 3, act: bool = True, bn: bool = True,
     return nn.Sequential(*layers)
 
 
+def widen(channels, width: float) -> tuple[int, ...]:
+    "Every stage's channels times `width`, rounded, at least 1."
+    return tuple(max(1, round(c * width)) for c in channels)
+
+
 def simple_cnn(bn: bool = True, act: str = "relu", down: str = "stride", n_out: int = 10,
-               bn_first: bool = True) -> nn.Sequential:
+               bn_first: bool = True, width: float = 1.0) -> nn.Sequential:
     "fastbook chapter 13's MNIST CNN: 28x28 -> 14 -> 7 -> 4 -> 2 -> 1, the last conv gives the logits."
     kw = dict(bn=bn, act_name=act, down=down, bn_first=bn_first)
-    return nn.Sequential(conv(1, 8, ks=5, **kw), conv(8, 16, **kw), conv(16, 32, **kw), conv(32, 64, **kw),
-                         conv(64, n_out, act=False, **kw), nn.Flatten())
+    c = widen((8, 16, 32, 64), width)
+    return nn.Sequential(conv(1, c[0], ks=5, **kw), conv(c[0], c[1], **kw), conv(c[1], c[2], **kw),
+                         conv(c[2], c[3], **kw), conv(c[3], n_out, act=False, **kw), nn.Flatten())
 
 
 def body(channels: tuple[int, ...], n_in: int = 1, bn: bool = True, act: str = "relu",
@@ -76,21 +79,11 @@ def n_params(model: nn.Module) -> int:
 
 
 def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    "Multiply-accumulates of the convolutions and linear layers for one input of `input_shape` (C, H, W)."
-    total = 0
-
-    def count(m, inp, out):
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            total += out.numel() * m.in_features
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    "Multiply-accumulates of one forward pass of an input of `input_shape` (C, H, W), by torch's FLOP counter."
+    from torch.utils.flop_counter import FlopCounterMode
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *input_shape))
     model.train(was_training)
-    for h in hooks:
-        h.remove()
-    return total
+    return counter.get_total_flops() // 2  # a multiply-accumulate is two FLOPs

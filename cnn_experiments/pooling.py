@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from fastai.layers import AdaptiveConcatPool2d
 from torch import nn
 
+from . import config
+from .config import check_choice
+
 
 class AvgMaxPool2d(nn.Module):
     "The mean of global average and global max pooling."
@@ -50,10 +53,11 @@ POOLS = {  # name -> (factory, feature multiplier)
 }
 
 
+assert tuple(POOLS) == config.POOLS
+
+
 def check_pool(name: str) -> str:
-    if name not in POOLS:
-        raise ValueError(f"pool: unknown pooling {name!r}; choose one of {', '.join(POOLS)}")
-    return name
+    return check_choice("pool", name, POOLS)
 
 
 def global_pool(name: str) -> nn.Module:

@@ -1,61 +1,76 @@
-"""Runs -> summary tables (mean and 95% CI over seeds), markdown, and the results index."""
+"""Runs -> summary tables (mean and 95% interval over seeds), markdown, figures, and the results index.
+
+Every file is written whole (a temporary file, then a rename): a full disk leaves the old file, never half of one.
+"""
 from __future__ import annotations
 
+import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from . import stats
+from .store import Store, write_atomic
 
 FINDING = "**Finding:**"  # the summary line that results/README.md quotes
+WRITTEN = "- report: written"  # the one header line that changes when an unchanged report is written again
 
 
-def ci95(values) -> tuple[float, float, int]:
-    "Mean, half-width of the 95% t-interval and n; the half-width is nan for fewer than 2 values."
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, 0
-    if n == 1:
-        return float(v[0]), math.nan, 1
-    half = stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)
-    return float(v.mean()), float(half), n
+@dataclass
+class Context:
+    "What a report is a function of: the profile's runs (each cell's seed once), their store, where to write."
+    runs: pd.DataFrame
+    store: Store
+    out: Path
+    profile: str
+    table: pd.DataFrame | None = None  # the verdict table of the declared comparisons (stats.compare)
+    results: Path = Path("results")  # the results root: a report may read another experiment's saved weights
+
+    def figure(self, fig, name: str) -> str:
+        "Save a figure beside the summary; its markdown link."
+        return save_fig(fig, self.out / name)
 
 
 def summarize(runs: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd.DataFrame:
-    "One row per cell of `by`: mean, ci (half-width), lo, hi, n, and the per-seed min and max."
+    """One row per cell of `by`: mean, ci (half-width of the 95% t-interval), lo, hi, n (finite values), the
+    per-seed min and max, and diverged (runs whose metric is not finite: counted, not silently dropped)."""
     rows = []
     for key, g in runs.groupby(by, sort=False):
-        mean, half, n = ci95(g[metric])
+        mean, lo, hi, n, dropped = stats.interval(g[metric].astype(float))
         key = key if isinstance(key, tuple) else (key,)
         finite = g[metric][np.isfinite(g[metric].astype(float))]
-        rows.append({**dict(zip(by, key)), "mean": mean, "ci": half, "lo": mean - half, "hi": mean + half, "n": n,
-                     "min": finite.min() if n else math.nan, "max": finite.max() if n else math.nan,
-                     "diverged": int(g["diverged"].astype(bool).sum()) if "diverged" in g else 0})
+        rows.append({**dict(zip(by, key)), "mean": mean, "ci": (hi - lo) / 2 if n > 1 else math.nan, "lo": lo,
+                     "hi": hi, "n": n, "min": finite.min() if n else math.nan, "max": finite.max() if n else math.nan,
+                     "diverged": dropped})
     return pd.DataFrame(rows)
 
 
-def fmt(mean: float, half: float, digits: int = 4) -> str:
+def fmt(mean: float, half: float, digits: int = 4, diverged: int = 0) -> str:
+    "mean ± half-width, and how many runs diverged when some did."
     if math.isnan(mean):
         return "diverged"
-    return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    text = f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return text + (f" ({diverged} diverged)" if diverged else "")
 
 
 def pivot(summary: pd.DataFrame, rows: str, cols: str, digits: int = 3) -> pd.DataFrame:
     "A rows x cols table of 'mean ± ci' strings, in the order the cells first appear; 'not run' where none ran."
-    s = summary.assign(cell=[fmt(m, h, digits) for m, h in zip(summary["mean"], summary["ci"])])
+    div = summary["diverged"] if "diverged" in summary else [0] * len(summary)
+    s = summary.assign(cell=[fmt(m, h, digits, int(d)) for m, h, d in zip(summary["mean"], summary["ci"], div)])
     t = s.pivot(index=rows, columns=cols, values="cell")
     return t.loc[list(dict.fromkeys(s[rows])), list(dict.fromkeys(s[cols]))].fillna("not run")
 
 
 def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: str) -> str:
     "The provenance block every summary opens with; an experiment without runs gets this machine's."
+    from .store import provenance
+    prov = provenance()
     if runs.empty:
-        from .sweep import provenance
         from .train import device_name
-        runs = pd.DataFrame([{**provenance(), "device": device_name("cpu")}])
+        runs = pd.DataFrame([{**prov, "device": device_name("cpu")}])
         seeds = "none (no training)"
     else:
         main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell
@@ -72,7 +87,8 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"- date: {runs['date'].min()[:10]} to {runs['date'].max()[:10]}",
         f"- device: {devices(runs)}",
         f"- versions: python {one('python')}, torch {one('torch')}, fastai {one('fastai')}; code {one('git_rev')}",
-        "- intervals: mean ± half-width of the 95% t-interval over seeds", "", ""])
+        "- intervals: mean ± half-width of the 95% t-interval over seeds; verdicts from the declared tests below",
+        f"{WRITTEN} {prov['date'][:10]} by code {prov['git_rev']}", "", ""])
 
 
 def one_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -111,7 +127,7 @@ def write_index(results: Path) -> Path:
             profile = summary.stem.split("_", 1)[1]
             lines.append(f"| [{folder.name}]({folder.name}/{summary.name}) | {profile} | {finding_of(summary)} |")
     path = results / "README.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     readme = results.parent / "README.md"
     if readme.exists() and BLOCK[0] in readme.read_text():
         update_readme(readme, results)
@@ -146,30 +162,40 @@ def update_readme(readme: Path, results: Path) -> None:
     lines.append(BLOCK[1])
     text = readme.read_text()
     start, end = text.index(BLOCK[0]), text.index(BLOCK[1]) + len(BLOCK[1])
-    readme.write_text(text[:start] + "\n".join(lines) + text[end:])
+    write_atomic(readme, text[:start] + "\n".join(lines) + text[end:])
 
 
-def benchmark_provenance(command: str) -> list[str]:
-    "A benchmark report's command and where it ran: date, library versions, code revision."
-    from .sweep import provenance
+MEASURES = "- measures:"  # a benchmark report's line naming the code it measures (checks.stale_benchmarks)
+
+
+def benchmark_provenance(command: str, measures: tuple[str, ...]) -> list[str]:
+    "A benchmark report's command, where it ran (date, library versions, code revision) and the code it measures."
+    from .store import provenance
     prov = provenance()
     return [f"- command: `{command}`",
-            f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}"]
+            f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+            f"{MEASURES} {', '.join(measures)}"]
 
 
 def write_benchmark(text: str, out: Path) -> None:
     "Print a benchmark's markdown and save it; one under results/benchmarks also refreshes the index and README."
     print(text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    write_atomic(out, text)
     if out.parent.name == "benchmarks":
         write_index(out.parent.parent)
 
 
 def save_fig(fig, path: Path) -> str:
-    "Save a matplotlib figure and return its markdown image link, relative to the summary."
+    "Save a matplotlib figure whole and return its markdown image link, relative to the summary."
     import matplotlib.pyplot as plt
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
+    write_atomic(path, buf.getvalue())
     return f"![{path.stem}]({path.name})"
+
+
+def verdict_section(table: pd.DataFrame, claim: str) -> tuple[str, list[str]]:
+    "The claim's verdict (stats.verdict) and the markdown of its declared comparisons."
+    word = stats.verdict(table)
+    return word, ["## Verdict", "", f"**{claim} is {word}.**", "", stats.markdown(table)]

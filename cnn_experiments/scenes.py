@@ -2,9 +2,10 @@
 
 Clutter follows DeepMind's `mnist-cluttered`: `num_dist` random 8x8 crops of other digits added at
 random positions, the canvas clipped to 1. The default density (fragments per pixel) is the RAM paper's
-60x60 benchmark, 4 per 3,600 px, at every canvas size. Binary scenes hold the target digit (positive) or
-a digit of another class with about the same ink (negative), at the same size; ten-way scenes hold any
-digit and are labelled by it (the RAM paper's cluttered MNIST).
+60x60 benchmark, 4 per 3,600 px, at every canvas size: each scene draws floor(d) or floor(d) + 1 fragments
+so that their mean is d = density x area exactly, on a 32 px canvas as on a 224 px one. Binary scenes hold the
+target digit (positive) or a digit of another class with about the same ink (negative), at the same size;
+ten-way scenes hold any digit and are labelled by it (the RAM paper's cluttered MNIST).
 """
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ import torch
 import torch.nn.functional as F
 
 from .data import load_digits
+from .errors import UserError
 
 DENSITY = 4 / 60**2  # clutter fragments per pixel: the RAM paper's 60x60 scenes with 4 distractors
 FRAGMENT = 8  # side of a clutter fragment, px
 MASS_CANDIDATES = 16  # a negative digit is the closest in ink to a random target digit, of this many
 
 
-def default_num_dist(canvas: int) -> int:
-    return max(1, round(DENSITY * canvas * canvas))
+def default_num_dist(canvas: int) -> float:
+    "Clutter fragments per scene at the default density: the mean, a whole number only by chance."
+    return DENSITY * canvas * canvas
 
 
 def resize_digits(digits: torch.Tensor, size: int) -> torch.Tensor:
@@ -60,20 +63,23 @@ def make_scenes(digits: torch.Tensor, labels: torch.Tensor, n: int, canvas: int,
     Objects and clutter both come from `digits` (N, 28, 28): pass only train digits for train scenes.
     """
     if obj_size > canvas:
-        raise ValueError(f"obj_size: {obj_size} px does not fit the {canvas} px canvas")
+        raise UserError(f"obj_size: {obj_size} px does not fit the {canvas} px canvas")
     rng = np.random.default_rng(seed)
-    num_dist = default_num_dist(canvas) if num_dist < 0 else num_dist
     lab, src = labels.numpy(), digits.numpy()
+    # the objects first: the same scenes' objects whatever the canvas and the clutter
     idx, y = pick_objects(lab, src.reshape(len(src), -1).sum(1), n, target, mode, rng)
     objects = resize_digits(digits[torch.from_numpy(idx)], obj_size).numpy()
+    top_left = rng.integers(0, canvas - obj_size + 1, (n, 2))  # uniform, corners included
+    mean = default_num_dist(canvas) if num_dist < 0 else num_dist
+    counts = np.floor(mean) + (rng.random(n) < mean % 1)  # per scene, so that the mean density is exact
+    most = int(counts.max()) if n else 0
     out = np.zeros((n, canvas, canvas), np.float32)
     # clutter: 8x8 crops of random digits (any class) at random places, as mnist-cluttered draws them
-    f_src = rng.integers(0, len(src), (n, num_dist))
-    f_at = rng.integers(0, 28 - FRAGMENT + 1, (n, num_dist, 2))
-    f_to = rng.integers(0, canvas - FRAGMENT + 1, (n, num_dist, 2))
-    top_left = rng.integers(0, canvas - obj_size + 1, (n, 2))  # uniform, corners included
+    f_src = rng.integers(0, len(src), (n, most))
+    f_at = rng.integers(0, 28 - FRAGMENT + 1, (n, most, 2))
+    f_to = rng.integers(0, canvas - FRAGMENT + 1, (n, most, 2))
     for i in range(n):
-        for j in range(num_dist):
+        for j in range(int(counts[i])):
             (a, b), (r, c) = f_at[i, j], f_to[i, j]
             out[i, r:r + FRAGMENT, c:c + FRAGMENT] += src[f_src[i, j], a:a + FRAGMENT, b:b + FRAGMENT]
         r, c = top_left[i]
@@ -96,8 +102,23 @@ def scenes_for(canvas: int, obj_size: int, num_dist: int, target: int, mode: str
     return train, valid
 
 
-def scene_split(cfg) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    "The scenes of a run's config: (x_train, y_train, x_eval, y_eval)."
-    (xt, yt, _), (xv, yv, _) = scenes_for(cfg.canvas, cfg.obj_size, cfg.num_dist, cfg.target, cfg.mode,
-                                          cfg.n_scenes, cfg.split == "search")
-    return xt, yt, xv, yv
+def scene_split(cfg):
+    "The scenes of a run's config: (x_train, y_train, x_eval, y_eval, train boxes)."
+    (xt, yt, bt), (xv, yv, _) = scenes_for(cfg.canvas, cfg.obj_size, cfg.num_dist, cfg.target, cfg.mode,
+                                           cfg.n_scenes, cfg.split == "search")
+    return xt, yt, xv, yv, bt
+
+
+def distinct_objects(n_scenes: int, target: int = 3, mode: str = "binary", search: bool = False) -> dict:
+    """How many different digits the scenes' objects are, train and held-out: the scenes draw their objects first
+    (scenes_for's seeds 0 and 1), so this holds for every canvas and object size of a profile."""
+    d = load_digits("mnist", search)
+    out = {}
+    for name, x, y, n, seed in (("train", d.x_train, d.y_train, n_scenes, 0),
+                                ("held-out", d.x_valid, d.y_valid, max(n_scenes // 4, 2), 1)):
+        lab, src = y.numpy(), x.numpy()
+        idx, labels = pick_objects(lab, src.reshape(len(src), -1).sum(1), n, target, mode,
+                                   np.random.default_rng(seed))
+        out[name] = dict(scenes=n, positives=int((labels == 1).sum()), bears=len(set(idx[labels == 1].tolist())),
+                         bears_available=int((lab == target).sum()), others=len(set(idx[labels == 0].tolist())))
+    return out

@@ -1,0 +1,50 @@
+"""The interface every experiment fills in: what it claims, its grid per profile, its declared comparisons, what
+its report draws. `cnn-exp` runs and reports any experiment through this alone.
+
+    from experiments.pooling import EXPERIMENT; EXPERIMENT.grid("quick")
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .config import Config
+from .errors import UserError
+from .report import Context
+
+NAMES = ("pooling", "cluttered", "mnist_scratch", "edge_filter", "activations", "downsampling", "dropout",
+         "fine_tune")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str  # the summary's heading
+    claim: str  # the claim under test, in the lesson's words
+    profiles: Mapping[str, Mapping]  # profile -> its settings; each has "seeds" (seeds per cell)
+    grid: Callable[[str, pd.DataFrame | None], list[Config]]  # the cells of a profile, given the search's runs
+    report: Callable[[Context], tuple[str, str]]  # the summary's body and its one-line finding
+    comparisons: Callable[[str], list] = lambda profile: []  # declared before the runs: stats.Comparison each
+    search: Callable[[str], list[Config]] = lambda profile: []  # nuisance-parameter runs, on the search split
+    keep: Callable[[Config, str], tuple[str, ...]] = lambda cfg, profile: ()  # state-dict entries a report draws
+    label: Callable[[pd.DataFrame, str], pd.DataFrame] = lambda runs, profile: runs  # derived columns for tables
+    needs_runs: bool = True  # edge_filter draws from the data alone
+    notes: tuple[str, ...] = field(default=())
+
+    def check_profile(self, profile: str) -> None:
+        if profile not in self.profiles:
+            raise UserError(f"--profile: {self.name} has no profile {profile!r}; choose one of "
+                            + ", ".join(self.profiles))
+
+    def seeds(self, profile: str) -> int:
+        return self.profiles[profile]["seeds"]
+
+
+def get(name: str) -> Experiment:
+    "The experiment called `name`."
+    if name not in NAMES:
+        raise UserError(f"experiment: unknown name {name!r}; choose one of {', '.join(NAMES)}")
+    return importlib.import_module(f"experiments.{name}").EXPERIMENT

@@ -1,0 +1,74 @@
+"""The pooling study's figures: share of seeds that learn by size, accuracy by map size, training curves."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from cnn_experiments import stats
+
+from . import DILUTION_HEADS, HEADS, cell_px, map_side
+
+BOLD = ("avg", "max", "concat")
+
+
+def share_by_size(thr: pd.DataFrame, profile: str):
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    sizes = sorted(thr["cells"].unique())
+    for i, h in enumerate(HEADS):
+        g = thr[thr["pool"] == h].groupby("cells")["learned"].agg(["sum", "count"]).reindex(sizes)
+        est = [stats.share_interval(int(k), int(n)) for k, n in zip(g["sum"], g["count"])]
+        share, lo, hi = (np.array(v) for v in zip(*est))
+        x = np.array(sizes) * (1 + 0.012 * (i - 2.5))  # side by side, not on top of each other
+        ax.errorbar(x, share, yerr=[share - lo, hi - share], marker="o", capsize=2, label=h,
+                    lw=2.2 if h in BOLD else 1, alpha=1 if h in BOLD else 0.6)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xticks(sizes, [f"{c:g}" for c in sizes])
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel(f"object size, cells of the final {map_side(profile)}x{map_side(profile)} map "
+                  f"({cell_px(profile)} px each), log scale")
+    ax.set_ylabel("share of seeds that learn (exact 95% CI)")
+    ax.set_title("Where each pooling head starts to find the bear")
+    ax.legend(title="head", ncol=2)
+    return fig
+
+
+def accuracy_by_map(s: pd.DataFrame, profile: str):
+    fig, ax = plt.subplots(figsize=(7, 4.3))
+    maps = sorted(s["map"].unique())
+    for h in DILUTION_HEADS:
+        d = s[s["pool"] == h].set_index("map").reindex(maps)
+        ax.errorbar(maps, d["mean"], yerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], marker="o", capsize=3,
+                    label=h, lw=2)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xticks(maps, [f"{m}x{m}" for m in maps])
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.set_xlabel(f"final map ({cell_px(profile)} px cells; the 28 px bear covers less of it to the right)")
+    ax.set_ylabel("held-out accuracy (mean, 95% CI)")
+    ax.set_title("Dilution: does average pooling lose the bear as the map grows?")
+    ax.legend(title="head")
+    return fig
+
+
+def curves(c: pd.DataFrame, size: int, profile: str):
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    colours = dict(zip(HEADS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for (h, _), g in c[c["step"] > 0].groupby(["pool", "run_id"]):
+        learned = bool(g["learned"].iloc[0])
+        a.plot(g["step"], g["train_loss"], color=colours[h], lw=1, alpha=0.8 if learned else 0.5,
+               ls="-" if learned else "--")
+    a.axhline(0.6931, color="grey", ls=":", lw=1)
+    a.set_xscale("log"), a.set_xlabel("optimiser step (log)"), a.set_ylabel("smoothed training loss")
+    a.set_title("training loss: solid runs learn, dashed do not")
+    med = c.groupby(["pool", "step"])["object_grad_share"].median().unstack(0)
+    for h in [h for h in HEADS if h in med.columns]:
+        b.plot(med.index.to_numpy() + 1, med[h], color=colours[h], lw=2.2 if h in BOLD else 1, label=h)
+    b.axhline(c["object_cell_share"].median(), color="grey", ls=":", lw=1, label="even spread")
+    b.set_xscale("log"), b.set_xlabel("optimiser step + 1 (log)")
+    b.set_ylabel("share of the map's gradient in the object's cells")
+    b.set_title("where the gradient goes (median over seeds)")
+    b.legend(ncol=2)
+    fig.suptitle(f"Objects of {size} px ({size / cell_px(profile):g} cells)")
+    return fig

@@ -1,0 +1,265 @@
+"""The pooling study's report: the verdict table, then each arm, why heads fail, the CAMs and the search."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from cnn_experiments import report as R
+from cnn_experiments import stats
+
+from . import DILUTION_HEADS, HEADS, LEARNED, LN2, PROFILES, cell_px, cells, chosen_lrs, figures, map_side
+
+
+def report(ctx: R.Context) -> tuple[str, str]:
+    profile, runs = ctx.profile, ctx.runs
+    thr, dil = runs[runs["arm"] == "threshold"], runs[runs["arm"] == "dilution"]
+    word, verdict = R.verdict_section(ctx.table, "C6")
+    body = [*design(profile), "", *verdict, "", *threshold(ctx, thr), "", *dilution(ctx, dil), "",
+            *head_only(thr, profile), "", *why(ctx, thr), "", *cams(ctx), "", *search_section(runs, profile),
+            "", *cluttered(ctx)]
+    return "\n".join(body), finding(ctx.table, thr, profile, word)
+
+
+def design(profile: str) -> list[str]:
+    from cnn_experiments.scenes import distinct_objects
+    p = PROFILES[profile]
+    side, cell = map_side(profile), cell_px(profile)
+    objs = distinct_objects(p["n_scenes"])
+    tr, va = objs["train"], objs["held-out"]
+    search = ("one declared rate, " + f"{p['lrs'][0]:g}") if len(p["lrs"]) == 1 else (
+        "searched per head and cell over " + ", ".join(f"{lr:g}" for lr in p["lrs"]) + " (below)")
+    return [
+        f"Data: binary scenes: a '3' (the bear) or another digit matched in ink, at a random place among 8x8 "
+        f"fragments of other digits at the RAM paper's density (4 per 60x60 px). {tr['scenes']} training scenes "
+        f"from the 4,000 training digits, {va['scenes']} held-out scenes from the 1,000 held-out digits; the "
+        f"training positives show {tr['bears']} distinct '3's of the {tr['bears_available']} available, the "
+        f"held-out positives {va['bears']} of {va['bears_available']}. Body: {len(p['channels'])} stride-2 "
+        f"Conv-BN-ReLU stages {p['channels']}, so a {p['canvas']} px scene becomes a {side}x{side} map of {cell} px "
+        f"cells; head: global pool -> linear. fit_one_cycle({p['epochs']}), bs 64, Adam; learning rate {search}.",
+        "",
+        f"A run *learns* when its held-out accuracy is above {LEARNED} (declared before the runs; chance is 0.5). "
+        "Object sizes are in cells of the final map. Digits are 28 px natively: below 28 px the digit is shrunk, "
+        "so small sizes test detail as well as dilution; the dilution arm keeps the digit at 28 px.",
+    ]
+
+
+def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
+    profile = ctx.profile
+    if thr.empty:
+        return ["## Threshold arm", "", "No runs yet."]
+    rows = []
+    for size, g in thr.groupby("obj_size"):
+        avg = g[g["pool"] == "avg"].set_index("seed")["accuracy"]
+        row = {"size": f"{size / cell_px(profile):g} ({int(size)} px)"}
+        for h in HEADS:
+            gh = g[g["pool"] == h]
+            k, n = int(gh["learned"].sum()), len(gh)
+            share, lo, hi = stats.share_interval(k, n) if n else (math.nan,) * 3
+            learners = gh[gh["learned"]]["accuracy"]
+            m, l2, h2, nl, _ = stats.interval(learners)
+            row[f"{h}: learn"] = f"{k}/{n} ({lo:.2f}-{hi:.2f})"
+            row[f"{h}: acc. of learners"] = f"{m:.3f}" + (f" ± {(h2 - l2) / 2:.3f}" if nl > 1 else "") if nl else "-"
+            if h != "avg":
+                d = (gh.set_index("seed")["accuracy"] - avg).dropna()
+                dm, dl, dh, dn, _ = stats.interval(d)
+                row[f"{h} - avg"] = f"{dm:+.3f} [{dl:+.3f}, {dh:+.3f}]" if dn > 1 else "-"
+        rows.append(row)
+    t = pd.DataFrame(rows)
+    share_cols = ["size", *[f"{h}: learn" for h in HEADS]]
+    acc_cols = ["size", *[f"{h}: acc. of learners" for h in HEADS]]
+    diff_cols = ["size", *[f"{h} - avg" for h in HEADS if h != "avg"]]
+    fig = ctx.figure(figures.share_by_size(thr, profile), f"{profile}_share_vs_size.png")
+    return ["## Threshold arm: does the head learn to see the object at all?", "",
+            f"Objects from {min(thr['cells']):g} to {max(thr['cells']):g} cells of the {map_side(profile)}x"
+            f"{map_side(profile)} map; seeds per cell: {seed_counts(thr)}.", "",
+            "### Share of seeds that learn (exact 95% interval)", "", t[share_cols].to_markdown(index=False), "",
+            fig, "", "### Held-out accuracy of the runs that learn (mean ± 95% t-interval)", "",
+            t[acc_cols].to_markdown(index=False), "",
+            "### Paired difference from avg, all runs (mean [95% t-interval], by seed)", "",
+            t[diff_cols].to_markdown(index=False)]
+
+
+def seed_counts(runs: pd.DataFrame) -> str:
+    n = runs.groupby("cell_id")["seed"].nunique()
+    return f"{n.min()}" if n.min() == n.max() else f"{n.min()} to {n.max()}"
+
+
+def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
+    profile = ctx.profile
+    if dil.empty:
+        return ["## Dilution arm", "", "No runs yet."]
+    s = R.summarize(dil, ["map", "pool"])
+    s["cell"] = [R.fmt(m, h, 3, int(d)) + f" (learn {int(k)}/{int(n)})" for m, h, d, k, n in zip(
+        s["mean"], s["ci"], s["diverged"],
+        dil.groupby(["map", "pool"], sort=False)["learned"].sum(), dil.groupby(["map", "pool"], sort=False).size())]
+    t = s.pivot(index="map", columns="pool", values="cell")[list(DILUTION_HEADS)]
+    t.index = [f"{m}x{m} ({m * cell_px(profile)} px scene; the bear covers {share_of_map(m, profile):.1%})"
+               for m in t.index]
+    fig = ctx.figure(figures.accuracy_by_map(s, profile), f"{profile}_dilution.png")
+    return ["## Dilution arm: the bear at its native 28 px, the map growing", "",
+            f"The same {cell_px(profile)} px cells and clutter density at every map size, the object always a "
+            f"28 px digit: only the share of the map it covers changes. Seeds per cell: {seed_counts(dil)}.", "",
+            t.to_markdown(), "", fig]
+
+
+def share_of_map(m: int, profile: str) -> float:
+    return (28 / cell_px(profile)) ** 2 / m**2
+
+
+def head_only(thr: pd.DataFrame, profile: str) -> list[str]:
+    probes = [f"probe_{h}" for h in HEADS]
+    if thr.empty or thr[probes].isna().all().all():
+        return ["## Head-only arm", "", "No probes yet."]
+    size = differing_size(thr)
+    g = thr[thr["obj_size"] == size]
+    m = g.groupby("pool")[probes].mean().reindex(list(HEADS))
+    own = g.groupby("pool")["accuracy"].mean().reindex(list(HEADS))
+    m.columns = [f"probe {h}" for h in HEADS]
+    m.insert(0, "its own head", own)
+    m.index.name = "body trained with"
+    best_probe = m.iloc[:, 1:].max(axis=1)
+    lines = []
+    for h in HEADS:
+        if own[h] <= LEARNED and best_probe[h] <= LEARNED:
+            lines.append(f"{h}: its bodies fail under every probe (best {best_probe[h]:.3f}): the head trained a "
+                         "body that does not see the object")
+        elif own[h] <= LEARNED:
+            lines.append(f"{h}: its own head fails ({own[h]:.3f}) but a fresh head on the same body reaches "
+                         f"{best_probe[h]:.3f}: the evidence is in the body, the trained head missed it")
+    good = [h for h in HEADS if own[h] > LEARNED]
+    for h in ("max", "concat"):
+        if good:
+            on_good = m.loc[good, f"probe {h}"].mean()
+            lines.append(f"the {h} probe on bodies whose own head learns ({', '.join(good)}): {on_good:.3f} "
+                         f"(their own heads: {own[good].mean():.3f})")
+    return ["## Head-only arm: a worse body, or a head that cannot pool the evidence?", "",
+            f"At {size / cell_px(profile):g} cells ({int(size)} px), where the heads differ most in the share of "
+            "seeds that learn: each run's body frozen, and every pooling head fitted afresh on its feature maps "
+            "(logistic regression on the pooled features, its strength chosen by cross-validation on the training "
+            "scenes). Mean held-out accuracy over seeds:", "", m.to_markdown(floatfmt=".3f"), "",
+            *[f"- {x}" for x in lines]]
+
+
+def differing_size(thr: pd.DataFrame) -> int:
+    "The threshold size where the heads' shares of seeds that learn differ most (the smaller size on a tie)."
+    share = thr.groupby(["obj_size", "pool"])["learned"].mean().unstack()
+    spread = share.max(axis=1) - share.min(axis=1)
+    return int(spread.idxmax()) if spread.max() > 0 else int(share.index[len(share) // 2])
+
+
+def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
+    if thr.empty:
+        return []
+    size = differing_size(thr)
+    g = thr[thr["obj_size"] == size]
+    curves = ctx.store.curves(g["run_id"])
+    if curves.empty:
+        return ["## Why heads fail", "", "No training curves were recorded for these runs."]
+    curves = curves.merge(g[["run_id", "pool", "learned", "accuracy", "train_loss"]].rename(
+        columns={"train_loss": "final_train_loss"}), on="run_id")
+    fig = ctx.figure(figures.curves(curves, size, ctx.profile), f"{ctx.profile}_why.png")
+    early = curves[(curves["step"] > 0) & (curves["step"] <= 8)]
+    share = early.groupby("pool")["object_grad_share"].median()
+    even = curves["object_cell_share"].median()
+    failed = g[~g["learned"]]
+    lines = ["in the first 8 steps, the median share of the loss's gradient on the final map that reaches the "
+             "object's cells: " + ", ".join(f"{h} {share[h]:.3f}" for h in HEADS if h in share)
+             + f" (an even spread gives the object's share of the cells, {even:.3f})"]
+    if len(failed):
+        fl = failed.groupby("pool")["train_loss"].median()
+        lines.append("runs that do not learn end at a median train loss of "
+                     + ", ".join(f"{h} {fl[h]:.3f}" for h in HEADS if h in fl)
+                     + f" (chance {LN2}): below chance, they fit the training scenes without finding the object"
+                     if (fl < LN2 * 0.9).any() else f" (chance {LN2})")
+    return ["## Why heads fail", "",
+            f"At {size / cell_px(ctx.profile):g} cells ({int(size)} px). Left: the smoothed training loss of "
+            "every run, by head, solid if the run learns. Right: the share of the gradient on the final feature "
+            "map that falls in the object's cells, over training (log steps; medians over seeds).", "", fig, "",
+            *[f"- {x}" for x in lines]]
+
+
+def cams(ctx: R.Context) -> list[str]:
+    import torch
+
+    from cnn_experiments.cams import cam_figure
+    from cnn_experiments.config import from_row
+    from cnn_experiments.scenes import scenes_for
+    from cnn_experiments.train import build_model, tensors
+    kept = [f for f in ctx.store.weights_dir.glob("*.safetensors")] if ctx.store.weights_dir.exists() else []
+    ids = {f.stem for f in kept}
+    rows = ctx.runs[(ctx.runs["arm"] == "threshold") & ctx.runs["run_id"].isin(ids)]
+    if rows.empty:
+        return ["## Where each head looks: class activation maps", "", "No saved weights for this profile."]
+    models, cfg = {}, None
+    for r in rows.sort_values("pool", key=lambda c: c.map(HEADS.index)).to_dict("records"):
+        cfg = from_row(r)
+        model = build_model(cfg, 2)
+        model.load_state_dict(ctx.store.weights(r["run_id"]))
+        models[cfg.pool] = model.eval()
+    t = tensors(cfg.replace(device="cpu"))
+    (_, _, _), (x_raw, y, boxes) = scenes_for(cfg.canvas, cfg.obj_size, cfg.num_dist, cfg.target, cfg.mode,
+                                              cfg.n_scenes)
+    with torch.no_grad():
+        fig, table = cam_figure(models, t.x_valid, x_raw, y, boxes, cfg.canvas)
+    img = ctx.figure(fig, f"{ctx.profile}_cams.png")
+    return ["## Where each head looks: class activation maps", "",
+            f"Seed 0, object of {cfg.obj_size / cell_px(ctx.profile):g} cells ({cfg.obj_size} px), the weights the "
+            "sweep saved. The map is the final feature map weighted by the linear layer's 'bear minus not-bear' "
+            "weights, before pooling, upsampled onto the scene; the box is the object.", "", img, "",
+            table.to_markdown(index=False)]
+
+
+def search_section(runs: pd.DataFrame, profile: str) -> list[str]:
+    p = PROFILES[profile]
+    if len(p["lrs"]) == 1:
+        return ["## Learning rate", "", f"This profile declares one rate, {p['lrs'][0]:g}, for every cell: no search."]
+    lr = chosen_lrs(profile, runs)
+    searched = runs[runs["arm"] == "search"]
+    rows = []
+    for arm, cs in cells(profile).items():
+        for c in cs:
+            k = (c.canvas, c.obj_size, c.pool)
+            rows.append(dict(arm=arm, cell=f"{c.obj_size} px in {c.canvas} px", head=c.pool, lr=lr[k],
+                             edge=lr[k] in (min(p["lrs"]), max(p["lrs"]))))
+    t = pd.DataFrame(rows).drop_duplicates(["cell", "head"])
+    table = t.pivot(index="cell", columns="head", values="lr")
+    table = table.loc[list(dict.fromkeys(t["cell"])), [h for h in HEADS if h in table.columns]]
+    edges = t[t["edge"]]
+    return ["## Learning rate (a nuisance parameter), searched per head and cell", "",
+            f"Each cell trained at {', '.join(f'{x:g}' for x in p['lrs'])}, seed 0, on scenes of four fifths of "
+            "the training digits and scored on scenes of the other fifth (never the held-out digits); the rate "
+            f"with the best search-split accuracy is chosen ({len(searched)} search runs). Chosen rates:", "",
+            table.map(lambda v: f"{v:g}" if v == v else "").to_markdown(), "",
+            f"At the edge of the searched range: {len(edges)} of {len(t)} cells"
+            + (" (" + ", ".join(f"{r.head} at {r.cell}: {r.lr:g}" for r in edges.itertuples()) + ")"
+               if len(edges) else "") + "."]
+
+
+def cluttered(ctx: R.Context) -> list[str]:
+    path = ctx.results / "cluttered" / f"summary_{ctx.profile}.md"
+    if not path.exists():
+        return ["## Cluttered MNIST beside the RAM paper", "", f"Not run for this profile: `cnn-exp run cluttered "
+                f"--profile {ctx.profile}`."]
+    return ["## Cluttered MNIST beside the RAM paper", "", R.finding_of(path) + f" ([its report](../cluttered/"
+            f"{path.name}))"]
+
+
+def finding(table: pd.DataFrame, thr: pd.DataFrame, profile: str, word: str) -> str:
+    "One sentence a reader can repeat: the effect at the lesson's scenario with its interval, then the verdict."
+    if table is None or thr.empty:
+        return f"C6 {word}: no runs yet."
+    r = table.iloc[0]
+    n = int(r["n_a"])
+    shares = thr.groupby("pool")["learned"].agg(["sum", "count"])
+    k = {h: f"{int(shares.loc[h, 'sum'])}/{int(shares.loc[h, 'count'])}" for h in ("avg", "max", "concat")
+         if h in shares.index}
+    side = map_side(profile)
+    return (f"with the bear in one cell of a {side}x{side} map ({cell_px(profile)} px in "
+            f"{PROFILES[profile]['canvas']} px scenes), max minus avg pooling's held-out accuracy is "
+            f"{r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}] ({n} paired seeds); runs that learn over "
+            f"the threshold sizes: " + ", ".join(f"{h} {v}" for h, v in k.items())
+            + f" ({profile} profile): C6 {word}.")
+
+
+
