@@ -17,32 +17,27 @@ from pathlib import Path
 from . import report as R
 from .errors import UserError
 from .experiment import NAMES, get
-from .store import Store, write_atomic
+from .store import REQUIRED, Store, write_atomic
 from .sweep import run_sweep
 
 PROFILES = ("quick", "medium", "full")
 DEVICES = ("cpu", "cuda")
 
 
-def positive_int(text: str) -> int:
-    "An argparse type: a whole number of at least 1 (0 is not 'not given')."
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
 def at_least(low: int):
+    "An argparse type: a whole number of at least `low` (0 is a value, not 'not given')."
     def check(text: str) -> int:
-        v = positive_int(text) if low >= 1 else int(text)
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if v < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
         return v
-    check.__name__ = f"at least {low}"
     return check
+
+
+positive_int = at_least(1)
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,15 +74,17 @@ def do_run(name: str, profile: str, device: str = "cpu", seeds: int | None = Non
         cfgs = [c.replace(seed=s, device=device) for c in exp.grid(profile, searched) for s in range(n)]
         if cfgs:
             run_sweep(cfgs, store, profile, **how)
-    return do_report(name, profile, results, cmd)
+    return do_report(name, profile, results)
 
 
-def do_report(name: str, profile: str | None, results: Path = Path("results"), cmd: str | None = None) -> Path:
+def do_report(name: str, profile: str | None, results: Path = Path("results")) -> Path:
     "Write results/<name>/summary_<profile>.md (and summary.md) from the runs file alone: nothing is trained."
     from . import stats
     exp = get(name)
     store = Store(results / name / "runs.csv")
     read = store.read()
+    if read.missing:
+        raise UserError(f"{store.path}: {read.bad[0].why}; a runs file has the columns " + ", ".join(REQUIRED))
     for b in read.bad:
         print(f"{store.path}:{b.line}: {b.why}; left out of the report (the next sweep redoes its run)",
               file=sys.stderr)
@@ -107,11 +104,12 @@ def do_report(name: str, profile: str | None, results: Path = Path("results"), c
     out = results / name
     ctx = R.Context(labelled, store, out, profile, table, results)
     body, finding = exp.report(ctx)
-    if cmd is None:
-        main = runs[runs["split"] != "search"] if "split" in runs else runs
-        n = int(main.groupby("cell_id")["seed"].nunique().max()) if len(main) else exp.seeds(profile)
-        on_gpu = runs["device"].astype(str).str.startswith("NVIDIA").any() if len(runs) else False
-        cmd = command(name, profile, n, exp.seeds(profile), "cuda" if on_gpu else "cpu")
+    # the command that makes these runs, read from them, so the report stays a function of the results folder
+    main = runs[runs["split"] != "search"] if "split" in runs else runs
+    n = int(main.groupby("cell_id")["seed"].nunique().max()) if len(main) else exp.seeds(profile)
+    on_gpu = not runs["device"].astype(str).str.startswith("cpu").all() if len(runs) else False
+    fuse = int(runs["fused"].max()) if "fused" in runs and runs["fused"].notna().any() else 1
+    cmd = command(name, profile, n, exp.seeds(profile), "cuda" if on_gpu else "cpu", fuse)
     text = R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"
     # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
     write_atomic(out / f"summary_{profile}.md", text)

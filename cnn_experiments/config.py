@@ -28,7 +28,7 @@ class Config:
     """Everything one run depends on. Same config, same numbers on the same kind of device."""
     # data
     data: str = "mnist"  # mnist (embedded 5,000 digits), mnist_full (70,000, downloads), scenes, or folder
-    n_train: int = 0  # training images used, a fixed seeded subset; 0 = all
+    n_train: int = 0  # training images used, a fixed seeded subset with every class equally often; 0 = all
     split: str = "heldout"  # evaluate on held-out data, or "search": on a fifth of the train data (to pick lr)
     canvas: int = 64  # scenes: side of the square scene, px
     obj_size: int = 28  # scenes: side of the object (the "bear"), px; 28 is a digit's native size
@@ -55,7 +55,8 @@ class Config:
     # training
     epochs: int = 1  # passes over the training set
     lr: float = 0.06  # peak learning rate (one_cycle, fine_tune's base_lr) or the constant rate
-    schedule: str = "one_cycle"  # one of SCHEDULES; fine_tune = 1 frozen epoch + epochs - 1 unfrozen
+    schedule: str = "one_cycle"  # one of SCHEDULES; fine_tune: freeze_epochs frozen + the rest of `epochs` unfrozen
+    freeze_epochs: int = 1  # fine_tune: epochs of the head alone on the frozen body first (fastai's default, 1)
     bs: int = 64  # batch size, images
     wd: float = 0.01  # decoupled weight decay (fastai's default)
     seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed
@@ -78,8 +79,9 @@ class Config:
             raise UserError(f"num_dist: -1 (the default density) or more, got {self.num_dist}")
         if self.size < 0:
             raise UserError(f"size: 0 (native) or a side in px, got {self.size}")
-        if self.schedule.startswith("fine_tune") and self.epochs < 2:
-            raise UserError(f"epochs: {self.schedule} needs at least 2 (1 frozen + 1 unfrozen), got {self.epochs}")
+        if self.schedule.startswith("fine_tune") and not 1 <= self.freeze_epochs < self.epochs:
+            raise UserError(f"epochs: {self.schedule} needs freeze_epochs ({self.freeze_epochs}) frozen and at least "
+                            f"1 unfrozen, got {self.epochs} in all")
         if self.pretrained and self.arch not in PRETRAINED:
             raise UserError(f"pretrained: only {', '.join(PRETRAINED)} have ImageNet weights, not {self.arch}")
         if self.data == "folder" and (not self.folder or self.arch not in PRETRAINED):

@@ -94,6 +94,18 @@ def search_split(d: Digits) -> Digits:
 DATASETS = {"mnist": mnist_embedded, "mnist_full": mnist_full}
 
 
+def stratified(y: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of a fixed subset of n labels, every class equally often (as far as n allows): a seeded order,
+    taken round-robin over the classes, so a smaller subset is part of every larger one."""
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    rank = torch.empty_like(perm)
+    for c in y.unique():
+        members = perm[y[perm] == c]
+        rank[members] = torch.arange(len(members))
+    order = sorted(perm.tolist(), key=lambda i: (int(rank[i]), int(y[i])))
+    return torch.tensor(order[:n])
+
+
 def load_digits(name: str = "mnist", search: bool = False) -> Digits:
     "The digits `name`; with `search`, its train digits split into train and validation instead."
     if name not in DATASETS:

@@ -8,6 +8,7 @@ Weights are written with safetensors. Loading reads safetensors, or a `torch.sav
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -20,16 +21,18 @@ FORMAT = 1  # the JSON's layout version
 REFUSED = "this suite loads only weights (safetensors, or a torch state dict with weights_only=True)"
 
 
-def save(model: nn.Module, path: Path | str, arch: str, vocab: list[str], size: int, p: float = 0.5,
+def save(model: nn.Module | dict, path: Path | str, arch: str, vocab: list[str], size: int, p: float = 0.5,
          pool: str | None = None) -> tuple[Path, Path]:
-    "Write `path` (.safetensors) and its `.json` (arch, head, input size, normalisation, vocab)."
-    from safetensors.torch import save_file
+    "Write `path` (.safetensors: a model or its state dict) and its `.json` (arch, head, size, normalisation, vocab)."
+    from safetensors.torch import save as to_bytes
+
+    from .store import write_atomic
     path = Path(path).with_suffix(".safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    write_atomic(path, to_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}))
     meta = dict(format=FORMAT, arch=arch, n_out=len(vocab), vocab=list(map(str, vocab)), size=size, p=p, pool=pool,
                 mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     return path, path.with_suffix(".json")
 
 
@@ -43,7 +46,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             raise DataError(f"{path}: not a safetensors file ({type(e).__name__}); {REFUSED}") from None
     if path.suffix in (".pt", ".pth"):
         try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note about pickle protocols: the refusal below says it all
+                warnings.simplefilter("ignore")
+                sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # the weights-only unpickler refuses classes and callables
             raise DataError(f"{path}: refused, not a plain state dict ({type(e).__name__}); {REFUSED}") from None
         if isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -75,32 +80,22 @@ def load(path: Path | str) -> tuple[nn.Module, dict]:
     return model.eval(), meta
 
 
-def preprocess(files: list[Path], size: int) -> torch.Tensor:
-    "Images -> a normalised batch: the shorter side resized to `size`, centre-cropped (as validation crops)."
-    from PIL import Image
-
-    from .folder import readable
-    bad = [f"{f} ({why})" for f in files if (why := readable(f) if Path(f).is_file() else "no such file")]
-    if bad:
-        raise DataError(f"cannot read image(s): {', '.join(bad)}")
-    xs = []
-    for f in files:
-        with Image.open(f) as im:
-            im = im.convert("RGB")
-            s = size / min(im.size)
-            im = im.resize((max(size, round(im.width * s)), max(size, round(im.height * s))), Image.BILINEAR)
-            left, top = (im.width - size) // 2, (im.height - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            xs.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3))
-    x = torch.stack(xs).permute(0, 3, 1, 2).float() / 255
-    return (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-
-
 def predict(model_path: Path | str, files: list[Path | str]) -> list[tuple[str, str, float]]:
-    "Per image: (file, predicted class, its probability)."
+    """Per image: (file, predicted class, its probability). Images go through fastai's `test_dl` of the training's
+    validation pipeline (the same centre crop and normalisation as the validation images)."""
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+
+    from .folder import inference_dls, readable
     model, meta = load(model_path)
     files = [Path(f) for f in files]
-    with torch.no_grad():
-        probs = model(preprocess(files, meta["size"])).softmax(1)
+    bad = [f"{f} ({why})" for f in files if (why := readable(f))]
+    if bad:
+        raise DataError(f"cannot read image(s): {', '.join(bad)}")
+    dls = inference_dls(files, meta["size"], meta["vocab"], meta.get("mean", IMAGENET_MEAN),
+                        meta.get("std", IMAGENET_STD))
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat())
+    with learn.no_bar():
+        probs, _ = learn.get_preds(dl=dls.test_dl(files))
     conf, idx = probs.max(1)
     return [(str(f), meta["vocab"][i], float(c)) for f, i, c in zip(files, idx.tolist(), conf)]

@@ -26,47 +26,24 @@ class Folder:
     skipped: list[tuple[Path, str]]
 
 
-def readable(f: Path) -> str | None:
-    "None if PIL can decode the whole image, else a short reason."
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(f) as im:
-            im.load()  # verify() misses truncated data; load decodes it all
-        return None
-    except UnidentifiedImageError:
-        return "not an image"
-    except (OSError, ValueError, SyntaxError) as e:
-        return f"corrupt ({type(e).__name__})"
-
-
-def _names(paths, root: Path, k: int = 5) -> str:
-    names = [str(p.relative_to(root)) for p in paths]
-    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
-
-
 def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
-    "The folder's readable images by class; a DataError for a folder that cannot be trained on."
+    """The folder's readable images by class (fastai's `get_image_files` and `verify_images`); a DataError for a
+    folder that cannot be trained on. Other files and images that do not decode are listed and skipped."""
+    from fastai.data.transforms import get_files, get_image_files
+    from fastai.vision.utils import verify_images
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"--data: {path} is not a folder; give a folder of class sub-folders (e.g. grizzly/ black/)")
-    dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    dirs = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not dirs:
         raise DataError(f"{path}: no class sub-folders; put each class's images in a sub-folder named for it")
-    files, skipped, empty = [], [], []
-    for d in dirs:
-        ok = []
-        # hidden files and folders (.DS_Store, .ipynb_checkpoints) are not the user's images
-        for f in sorted(p for p in d.rglob("*") if p.is_file()
-                        and not any(part.startswith(".") for part in p.relative_to(d).parts)):
-            why = readable(f)
-            if why:
-                skipped.append((f, why))
-            else:
-                ok.append(f)
-        files.extend(ok)
-        if not ok:
-            empty.append(d.name)
-    classes = [d.name for d in dirs if d.name not in empty]
+    images = sorted(get_image_files(path, folders=dirs))
+    broken = set(verify_images(images))
+    others = sorted(set(get_files(path, folders=dirs)) - set(images))  # hidden files are not the user's images
+    skipped = sorted([(f, "not an image") for f in others] + [(f, "corrupt") for f in broken])
+    files = [f for f in images if f not in broken]
+    classes = sorted({f.relative_to(path).parts[0] for f in files})
+    empty = [d for d in dirs if d not in classes]
     if empty:
         bad = [f for f, _ in skipped if f.relative_to(path).parts[0] in empty]
         raise DataError(f"{path}: no readable images in class folder(s) {', '.join(empty)}"
@@ -78,6 +55,28 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
         raise DataError(f"{path}: {len(files)} readable images; RandomSplitter(valid_pct={valid_pct}) over "
                         f"{len(classes)} classes needs at least {need}")
     return Folder(path, files, classes, skipped)
+
+
+def readable(f: Path) -> str | None:
+    "None if `f` is a file PIL can decode whole, else a short reason."
+    from PIL import Image, UnidentifiedImageError
+    if f.is_dir():
+        return "a folder, not an image"
+    if not f.is_file():
+        return "no such file"
+    try:
+        with Image.open(f) as im:
+            im.load()
+        return None
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, ValueError, SyntaxError) as e:
+        return f"corrupt ({type(e).__name__})"
+
+
+def _names(paths, root: Path, k: int = 5) -> str:
+    names = [str(p.relative_to(root)) for p in paths]
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
 
 
 def skipped_line(folder: Folder) -> str:
@@ -104,6 +103,78 @@ def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_
     n_train = len(folder.files) - int(VALID_PCT * len(folder.files))
     # the training loader drops a last partial batch: a batch larger than the train set would leave none
     return block.dataloaders(folder.path, bs=min(bs, n_train), num_workers=0, device=device)
+
+
+def inference_dls(files: list[Path], size: int, vocab: list[str], mean, std):
+    """DataLoaders whose validation pipeline is the training's (RandomResizedCrop's centre crop at `size`, the
+    same normalisation): `test_dl` of them prepares images for prediction exactly as validation images were."""
+    from fastai.data.block import CategoryBlock, DataBlock
+    from fastai.vision.augment import RandomResizedCrop
+    from fastai.vision.data import ImageBlock, Normalize
+    everything = list(range(len(files)))
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_items=lambda _: files,
+                      splitter=lambda items: (everything, everything), get_y=lambda _: vocab[0],
+                      item_tfms=RandomResizedCrop(size, min_scale=0.5), batch_tfms=Normalize.from_stats(mean, std))
+    return block.dataloaders(files, bs=min(16, len(files)), num_workers=0)
+
+
+def learner(cfg, progress: bool | None = None):
+    "A fastai Learner for a folder run: fastbook's DataBlock and `vision_learner`'s model, seeded first."
+    from fastai.callback.progress import ProgressCallback
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+    from fastai.torch_core import set_seed
+
+    from .pretrained import learner as pretrained_learner
+    from .train import show_progress
+    fold = check_folder(cfg.folder)
+    set_seed(cfg.seed, reproducible=True)
+    dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, device=cfg.device)
+    learn = pretrained_learner(dls, cfg.arch, dls.c, pretrained=cfg.pretrained, p=cfg.p,
+                               loss_func=CrossEntropyLossFlat(), metrics=accuracy)
+    learn.n_out, learn.folder = dls.c, fold
+    shown = show_progress() if progress is None else progress
+    learn.logger = print if shown else (lambda *a: None)
+    if not shown:
+        learn.remove_cb(ProgressCallback)
+    return learn
+
+
+TOP = 6  # validation images the report shows as top losses
+THUMB = 96  # their side, px
+
+
+def evaluate(learn) -> tuple[dict, dict]:
+    """Validation loss and accuracy, train loss (validation transforms, no augmentation), and what the report draws:
+    the confusion matrix and the top losses (thumbnails, losses, predicted and actual class, the vocab)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    dls = learn.dls
+    train_dl = dls.test_dl(dls.train_ds.items, with_labels=True)
+    train_loss = float(learn.validate(dl=train_dl)[0])
+    probs, targs, losses = learn.get_preds(with_loss=True)
+    pred = probs.argmax(1)
+    c = len(dls.vocab)
+    confusion = torch.bincount(targs * c + pred, minlength=c * c).view(c, c)
+    top = losses.argsort(descending=True)[:TOP]
+    thumbs = []
+    for i in top.tolist():
+        with Image.open(dls.valid_ds.items[i]) as im:
+            im = im.convert("RGB")
+            side = min(im.size)
+            im = im.crop(((im.width - side) // 2, (im.height - side) // 2, (im.width + side) // 2,
+                          (im.height + side) // 2)).resize((THUMB, THUMB))
+            thumbs.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+    metrics = dict(train_loss=train_loss, valid_loss=float(losses.mean()),
+                   accuracy=float((pred == targs).float().mean()))
+    vocab = torch.tensor(list("\n".join(map(str, dls.vocab)).encode()), dtype=torch.uint8)
+    extra = {"extra.confusion": confusion, "extra.top_images": torch.stack(thumbs), "extra.top_losses": losses[top],
+             "extra.top_pred": pred[top], "extra.top_true": targs[top], "extra.vocab": vocab}
+    return metrics, extra
+
+
+
 
 
 PHOTOS = {"cat": "chelsea", "coffee": "coffee", "rocket": "rocket", "astronaut": "astronaut"}  # skimage.data photos
@@ -138,6 +209,6 @@ def distributed(learn):
     try:
         import fastai.distributed  # noqa: F401  (adds Learner.distrib_ctx; needs accelerate to import)
     except (ImportError, NameError):
-        raise ValueError("WORLD_SIZE is set (a distributed launch) but accelerate is not installed: "
+        raise DataError("WORLD_SIZE is set (a distributed launch) but accelerate is not installed: "
                          "pip install 'cnn-experiments[distributed]'") from None
     return learn.distrib_ctx()

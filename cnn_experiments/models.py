@@ -87,3 +87,11 @@ def macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         model(torch.zeros(1, *input_shape))
     model.train(was_training)
     return counter.get_total_flops() // 2  # a multiply-accumulate is two FLOPs
+
+
+def receptive_field(stages: int) -> int:
+    "Side in px of what one cell of the final map sees: a 5x5 stride-2 conv, then 3x3 stride-2 convs."
+    side, jump = 5, 2
+    for _ in range(stages - 1):
+        side, jump = side + 2 * jump, 2 * jump
+    return side

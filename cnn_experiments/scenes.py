@@ -28,6 +28,11 @@ def default_num_dist(canvas: int) -> float:
     return DENSITY * canvas * canvas
 
 
+def clutter_counts(mean: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    "Fragments per scene: floor(mean) or one more, so that their expected number is `mean` exactly."
+    return np.floor(mean) + (rng.random(n) < mean % 1)
+
+
 def resize_digits(digits: torch.Tensor, size: int) -> torch.Tensor:
     "Digits (N, 28, 28) in [0, 1] resized to size x size (antialiased when shrinking)."
     if size == digits.shape[-1]:
@@ -70,8 +75,7 @@ def make_scenes(digits: torch.Tensor, labels: torch.Tensor, n: int, canvas: int,
     idx, y = pick_objects(lab, src.reshape(len(src), -1).sum(1), n, target, mode, rng)
     objects = resize_digits(digits[torch.from_numpy(idx)], obj_size).numpy()
     top_left = rng.integers(0, canvas - obj_size + 1, (n, 2))  # uniform, corners included
-    mean = default_num_dist(canvas) if num_dist < 0 else num_dist
-    counts = np.floor(mean) + (rng.random(n) < mean % 1)  # per scene, so that the mean density is exact
+    counts = clutter_counts(default_num_dist(canvas) if num_dist < 0 else num_dist, n, rng)
     most = int(counts.max()) if n else 0
     out = np.zeros((n, canvas, canvas), np.float32)
     # clutter: 8x8 crops of random digits (any class) at random places, as mnist-cluttered draws them

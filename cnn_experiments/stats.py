@@ -17,7 +17,6 @@ Runs of two arms with the same seed share data, batch order and initialisation, 
 """
 from __future__ import annotations
 
-import gc
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -120,7 +119,7 @@ def _mask(runs: pd.DataFrame, arm: Mapping[str, object]) -> np.ndarray:
 def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float = ALPHA) -> pd.DataFrame:
     "The verdict table of a claim: one row per comparison, in order (columns: COLUMNS)."
     rows = [_measure(runs, c) for c in comparisons]
-    family = np.array([min(r["n_a"], r["n_b"]) >= MIN_SEEDS for r in rows], dtype=bool)
+    family = np.array([min(r["n_a"], r["n_b"], r.get("seeds", r["n_a"])) >= MIN_SEEDS for r in rows], dtype=bool)
     p_adj, p_equiv_adj = _holm([r["p"] for r in rows], family), _holm([r["p_equiv"] for r in rows], family)
     each = alpha / max(1, int(family.sum()))  # Bonferroni: the level Holm uses for its first step
     for row, in_family, pa, pe in zip(rows, family, p_adj, p_equiv_adj):
@@ -134,7 +133,10 @@ def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float 
 def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
     "A comparison's numbers before the family's corrections."
     if c.design == "share":
-        numbers = _shares(_arm(runs, c, "a")[0], _arm(runs, c, "b")[0], c.learned, c.margin)
+        (a, seeds_a), (b, seeds_b) = _arm(runs, c, "a"), _arm(runs, c, "b")
+        numbers = _shares(a, b, c.learned, c.margin)
+        if seeds_a is not None:  # runs pooled over cells are not replicates: a verdict needs MIN_SEEDS seeds
+            numbers["seeds"] = min(len(set(seeds_a)), len(set(seeds_b)))
     elif c.design == "welch":
         (a, dropped_a), (b, dropped_b) = _finite(_arm(runs, c, "a")[0]), _finite(_arm(runs, c, "b")[0])
         numbers = _welch(a, b, c.margin) | {"dropped": dropped_a + dropped_b}
@@ -249,15 +251,7 @@ def _holm(p: list[float], family: np.ndarray, alpha: float = ALPHA) -> np.ndarra
     adjusted = np.full(len(p), NAN)
     if family.any():
         raw = np.nan_to_num(np.asarray(p, dtype=float)[family], nan=1.0)
-        # statsmodels' Holm calls gc.collect(), a ~50 ms scan of the heap (statsmodels PR #8671): freeze the heap
-        freeze = gc.get_freeze_count() == 0  # a heap frozen by someone else stays theirs to thaw
-        if freeze:
-            gc.freeze()
-        try:
-            adjusted[family] = multipletests(raw, alpha=alpha, method="holm")[1]
-        finally:
-            if freeze:
-                gc.unfreeze()
+        adjusted[family] = multipletests(raw, alpha=alpha, method="holm")[1]
     return adjusted
 
 

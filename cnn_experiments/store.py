@@ -89,6 +89,7 @@ class Store:
         self.curves_path = self.path.with_name(self.path.stem.replace("runs", "curves") + ".csv") \
             if "runs" in self.path.stem else self.path.with_name(self.path.stem + ".curves.csv")
         self.weights_dir = self.folder / "weights"
+        self.models_dir = self.folder / "models"
         self.rejected_path = self.path.with_suffix(".rejected.txt")
         self._lock, self._depth = None, 0
 
@@ -262,13 +263,15 @@ class Store:
             w.writerow([*cells, checksum(cells)])
         write_atomic(self.path, buf.getvalue().encode())
 
-    def append(self, row: dict, curve: list[dict] = (), weights: dict | None = None) -> None:
-        "One finished run: its weights and curve first, then its row (the row is what marks the run done)."
+    def append(self, row: dict, curve: list[dict] = (), weights: dict | None = None, model: dict | None = None):
+        """One finished run: what its report draws (weights/), its whole model if it has one (models/, not
+        committed), its curve, then its row: the row is what marks the run done."""
         assert self._depth, "append() needs writer()"
-        if weights:
-            from safetensors.torch import save
-            blob = save({k: v.contiguous() for k, v in weights.items()})
-            write_atomic(self.weights_dir / f"{row['run_id']}.safetensors", blob)
+        from safetensors.torch import save
+        for folder, tensors in ((self.weights_dir, weights), (self.models_dir, model)):
+            if tensors:
+                blob = save({k: v.contiguous() for k, v in tensors.items()})
+                write_atomic(folder / f"{row['run_id']}.safetensors", blob)
         if curve:
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")

@@ -54,7 +54,7 @@ def run_sweep(configs: list[Config], store: Store | Path | str, profile: str = "
                 for cfg, r in zip(work[i][0], results):
                     store.append({"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **to_row(cfg),
                                   **{k: r.metrics.get(k, float("nan")) for k in METRICS},
-                                  "device": r.metrics["device"], **prov}, r.curve, r.weights)
+                                  "device": r.metrics["device"], **prov}, r.curve, r.weights, r.model)
                     finished += 1
                     table.line(finished, cfg, r.metrics)
         except KeyboardInterrupt:

@@ -35,6 +35,7 @@ class Result:
     metrics: dict
     curve: list[dict] = field(default_factory=list)
     weights: dict[str, torch.Tensor] | None = None
+    model: dict[str, torch.Tensor] | None = None  # an image-folder run's whole model, for `cnn-exp predict`
 
 
 @dataclass
@@ -75,7 +76,7 @@ def tensors(cfg: Config) -> Tensors:
         d = D.load_digits(cfg.data, search=cfg.split == "search")
         xt, yt, xv, yv = d.x_train, d.y_train, d.x_valid, d.y_valid
     if cfg.n_train:
-        keep = torch.randperm(len(xt), generator=torch.Generator().manual_seed(D.SPLIT_SEED))[:cfg.n_train]
+        keep = D.stratified(yt, cfg.n_train)
         xt, yt = xt[keep], yt[keep]
         boxes = boxes[keep] if boxes is not None else None
     n_out = 2 if cfg.data == "scenes" and cfg.mode == "binary" else 10
@@ -142,7 +143,8 @@ def fit(learn: Learner, cfg: Config) -> int:
     "Train; return the epochs run (fewer than asked when the loss stopped being finite)."
     if cfg.schedule.startswith("fine_tune"):  # fastai's recipe: the head alone for an epoch, then all, body at lr/100
         kept = [BodyInEvalMode()] if cfg.schedule == "fine_tune_bn_kept" else []
-        learn.fine_tune(cfg.epochs - 1, cfg.lr, cbs=[SkipValidation(), *kept])
+        learn.fine_tune(cfg.epochs - cfg.freeze_epochs, cfg.lr, freeze_epochs=cfg.freeze_epochs,
+                        cbs=[SkipValidation(), *kept])
     elif cfg.schedule == "frozen":
         learn.freeze()
         learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=[SkipValidation(), BodyInEvalMode()])
@@ -150,7 +152,7 @@ def fit(learn: Learner, cfg: Config) -> int:
         learn.fit_one_cycle(cfg.epochs, cfg.lr, cbs=SkipValidation())
     else:
         learn.fit(cfg.epochs, cfg.lr, cbs=SkipValidation())
-    return learn.epoch + (2 if cfg.schedule.startswith("fine_tune") else 1)  # the frozen epoch was its own fit
+    return learn.epoch + 1 + (cfg.freeze_epochs if cfg.schedule.startswith("fine_tune") else 0)  # frozen: its own fit
 
 
 def evaluate(learn: Learner, n_out: int) -> dict:
@@ -176,14 +178,14 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
     """Train one run. `keep`: prefixes of the state-dict entries to return (what a report draws; "" for all)."""
     with pinned_threads(cfg.device):
         learn = learner(cfg, progress)
+        folder = cfg.data == "folder"
+        if folder:
+            from . import folder as F
         t0 = time.perf_counter()  # training time only: data are prepared (and cached) before
-        epochs = fit(learn, cfg)
+        with F.distributed(learn) if folder else contextlib.nullcontext():  # several GPUs under accelerate launch
+            epochs = fit(learn, cfg)
         seconds = time.perf_counter() - t0
-        if cfg.data == "folder":
-            from .folder import evaluate as folder_evaluate
-            metrics, extra = folder_evaluate(learn)
-        else:
-            metrics, extra = evaluate(learn, learn.n_out), {}
+        metrics, extra = F.evaluate(learn) if folder else (evaluate(learn, learn.n_out), {})
         if cfg.probe and np.isfinite(metrics["train_loss"]):
             from .probes import head_only
             metrics.update(head_only(learn))
@@ -191,10 +193,10 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
     if diverged:  # a NaN model's accuracy is an artefact: the report shows the run as diverged instead
         metrics = {k: float("nan") for k in metrics}
     curve = next((cb.rows for cb in learn.cbs if isinstance(cb, TrainingCurve)), [])
-    weights = {**extra, **{k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()
-                           if k.startswith(keep)}} if keep else (extra or None)
+    state = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()}
+    weights = {**extra, **{k: v for k, v in state.items() if keep and k.startswith(keep)}} or None
     return Result(dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs_run=epochs,
-                       device=device_name(cfg.device)), curve, weights)
+                       device=device_name(cfg.device)), curve, weights, state if folder else None)
 
 
 def train(cfg: Config, progress: bool | None = None):

@@ -1,83 +1,116 @@
 """Claim C7: more dropout, better generalisation but a worse fit to the training data.
 
-    python -m experiments.dropout --profile full      # = cnn-exp run dropout --profile full
+    cnn-exp run dropout --profile full      # = python -m experiments.dropout --profile full
 
 Overfitting must exist to be fought: 500 training digits, 30 epochs. Two series: head dropout (fastai's
-`create_head(ps=p)`, p/2 on the hidden layer and p on the last) and spatial dropout (Dropout2d) in the body.
+`create_head(ps=p)`, p/2 on the hidden layer and p on the last) and spatial dropout (Dropout2d) after every body
+stage. Each cell gets its own learning rate from the declared search. The trend over p is tested over the whole
+series (per seed, Spearman's rank correlation of p with the loss, among the runs that learn), not at the best p.
 Train loss is measured in eval mode on the whole training set, so dropout's noise is not in it.
 """
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 import torch
+from scipy.stats import spearmanr
 
 from cnn_experiments import report as R
-from cnn_experiments.train import Config
+from cnn_experiments import search as S
+from cnn_experiments import stats
+from cnn_experiments.config import Config
+from cnn_experiments.experiment import Experiment
+from cnn_experiments.stats import Comparison
 
 TITLE = "dropout: generalisation vs fit to the training data"
 CLAIM = ("C7: a larger dropout will improve generalisation, but a smaller dropout will improve performance "
          "on the training data.")
-PROFILES = {"quick": {"seeds": 2}, "full": {"seeds": 5}}
+PROFILES = {"quick": dict(seeds=2, lrs=(1e-2,)), "full": dict(seeds=5, lrs=(3e-3, 1e-2, 3e-2))}
 PS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9)
-BASE = Config(data="mnist", n_train=500, arch="fastai_head", channels=(8, 16, 32, 64), epochs=30, lr=1e-2, bs=64)
+MODERATE = 0.5  # declared: the p compared with none (fastai's create_head default)
+LEARNED = 0.5  # declared: a run learns when its held-out accuracy is above this (chance is 0.1)
+BASE = Config(data="mnist", n_train=500, arch="fastai_head", channels=(8, 16, 32, 64), epochs=30, bs=64)
 SERIES = {"head (create_head ps)": "p", "body (Dropout2d)": "p_body"}
 
 
+def cells() -> list[Config]:
+    return list(dict.fromkeys(BASE.replace(**{field: p}) for field in SERIES.values() for p in PS))
+
+
+def search(profile: str) -> list[Config]:
+    return S.search_runs(cells(), PROFILES[profile]["lrs"])
+
+
 def grid(profile: str, runs=None) -> list[Config]:
-    cells = [BASE.replace(**{field: p}) for field in SERIES.values() for p in PS]
-    return list(dict.fromkeys(cells))  # p = 0 is the same run in both series
+    return S.choose(cells(), PROFILES[profile]["lrs"], runs)
 
 
-def with_series(runs: pd.DataFrame) -> pd.DataFrame:
-    "Each run once per series it belongs to (the no-dropout run belongs to both), with its p and the gap."
+def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+    "Each run once per series it belongs to (the no-dropout run belongs to both), with its p, gap and `learned`."
+    runs = runs[runs["split"] == "heldout"]
     parts = []
     for name, field in SERIES.items():
         other = "p_body" if field == "p" else "p"
-        part = runs[runs[other] == 0].assign(series=name, dropout=lambda d, f=field: d[f])
-        parts.append(part)
+        parts.append(runs[runs[other] == 0].assign(series=name, dropout=lambda d, f=field: d[f]))
     out = pd.concat(parts, ignore_index=True)
-    return out.assign(gap=out["valid_loss"] - out["train_loss"])
+    return out.assign(gap=out["valid_loss"] - out["train_loss"], learned=out["accuracy"] > LEARNED)
 
 
-def verdict(by: dict[str, dict[str, pd.DataFrame]]) -> tuple[str, list[str], list[str]]:
-    """Per series, both halves, each by 95% intervals that do not overlap. Generalisation: some p > 0 gives a
-    lower held-out loss than p = 0 (a gap that closes because nothing is learnt does not count). Training fit:
-    the train loss at the largest p is above that at p = 0. The overall word, a line per series, a short one."""
-    lines, short, halves = [], [], []
-    for series, s in by.items():
-        v, t = s["valid_loss"].set_index("dropout"), s["train_loss"].set_index("dropout")
-        best = v.drop(index=0.0)["mean"].idxmin()
-        hi_p = t.index.max()
-        gen = v.loc[best, "hi"] < v.loc[0.0, "lo"]
-        fit = t.loc[hi_p, "lo"] > t.loc[0.0, "hi"]
-        halves += [gen, fit]
-        short.append(f"{series}: generalisation {'yes' if gen else 'no'}, training fit {'yes' if fit else 'no'}")
-        lines.append(f"{series}: held-out loss {R.fmt(v.loc[0.0, 'mean'], v.loc[0.0, 'ci'], 3)} at p=0, best "
-                     f"{R.fmt(v.loc[best, 'mean'], v.loc[best, 'ci'], 3)} at p={best:g}: generalisation half "
-                     f"{'supported' if gen else 'not supported'}; train loss "
-                     f"{R.fmt(t.loc[0.0, 'mean'], t.loc[0.0, 'ci'], 3)} at p=0 vs "
-                     f"{R.fmt(t.loc[hi_p, 'mean'], t.loc[hi_p, 'ci'], 3)} at p={hi_p:g}: training-fit half "
-                     f"{'supported' if fit else 'not supported'}")
-    word = "supported" if all(halves) else ("partly supported" if any(halves) else "not supported")
-    return word, lines, short
+def trends(runs: pd.DataFrame) -> pd.DataFrame:
+    "Per series, loss and seed: Spearman's correlation of p with the loss over the runs that learn (NaN below 3)."
+    rows = []
+    for (series, seed), g in runs.groupby(["series", "seed"]):
+        g = g[g["learned"]]
+        for metric in ("valid_loss", "train_loss"):
+            rho = spearmanr(g["dropout"], g[metric]).statistic if g["dropout"].nunique() >= 3 else float("nan")
+            rows.append(dict(series=series, seed=seed, trend=metric, rho=rho))
+    return pd.DataFrame(rows)
 
 
-def figure(by: dict[str, pd.DataFrame], word: str, path: Path) -> str:
+def comparisons(profile: str) -> list[Comparison]:
+    """Per series: held-out loss falls with p and train loss rises with p (the per-seed trend's rank correlation
+    against 0, among runs that learn), and held-out loss at the declared moderate p below none (paired by seed)."""
+    out = []
+    for s in SERIES:
+        out += [Comparison(f"{s}: held-out loss trend over p (Spearman rho)", dict(series=s, trend="valid_loss"), 0.0,
+                           metric="rho", expect="less", margin=0.2),
+                Comparison(f"{s}: train loss trend over p (Spearman rho)", dict(series=s, trend="train_loss"), 0.0,
+                           metric="rho", expect="greater", margin=0.2),
+                Comparison(f"{s}: held-out loss, p={MODERATE:g} - no dropout", dict(series=s, dropout=MODERATE),
+                           dict(series=s, dropout=0.0), metric="valid_loss", expect="less", margin=0.02)]
+    return out
+
+
+def plainly(table: pd.DataFrame) -> list[str]:
+    "What the data show, per series, in words computed from the outcomes."
+    out = []
+    for s in SERIES:
+        rows = table[table["comparison"].str.startswith(s)].set_index("comparison")
+        gen, fit, moderate = (rows.iloc[i] for i in range(3))
+        words = {"supported": "yes", "contradicted": "the opposite", "equivalent": "no (within the margin)",
+                 "inconclusive": "not resolved", "indicative": "too few seeds to say"}
+        out.append(f"{s}: held-out loss falls as p grows: {words[gen['outcome']]} (rho {gen['effect']:+.2f}); "
+                   f"train loss rises as p grows: {words[fit['outcome']]} (rho {fit['effect']:+.2f}); p="
+                   f"{MODERATE:g} against none, held-out loss {moderate['effect']:+.3f} [{moderate['ci_lo']:+.3f}, "
+                   f"{moderate['ci_hi']:+.3f}]: {moderate['outcome']}")
+    return out
+
+
+def figure(by: dict, word: str):
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 4, figsize=(16, 3.6))
     for series, s in by.items():
-        for ax, metric, label in zip(axs, ("train_loss", "valid_loss", "gap", "accuracy"),
-                                     ("train loss (eval mode)", "held-out loss", "held-out - train loss",
-                                      "held-out accuracy")):
+        for ax, metric, lab in zip(axs, ("train_loss", "valid_loss", "gap", "accuracy"),
+                                   ("train loss (eval mode)", "held-out loss", "held-out - train loss",
+                                    "held-out accuracy")):
             d = s[metric].sort_values("dropout")
-            ax.errorbar(d["dropout"], d["mean"], yerr=d["ci"].fillna(0), marker="o", capsize=3, label=series)
-            ax.set_xlabel("dropout probability p"), ax.set_ylabel(label)
+            ax.errorbar(d["dropout"], d["mean"], yerr=(d["hi"] - d["lo"]).fillna(0) / 2, marker="o", capsize=3,
+                        label=series)
+            ax.set_xlabel("dropout probability p"), ax.set_ylabel(lab)
     axs[0].legend()
-    fig.suptitle(f"Dropout on 500 training digits, 30 epochs (mean, 95% CI): claim {word}")
-    return R.save_fig(fig, path)
+    fig.suptitle(f"Dropout on 500 training digits, 30 epochs (mean, 95% CI): C7 {word}")
+    return fig
 
 
 def dropout_mask(shape: tuple[int, ...], p: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +119,7 @@ def dropout_mask(shape: tuple[int, ...], p: float, seed: int = 0) -> tuple[torch
     return rand, (rand >= p).float()
 
 
-def mask_figure(path: Path, p: float = 0.5) -> str:
+def mask_figure(p: float = 0.5):
     "The lesson's picture: an activation map, a uniform random map, the mask (values under p dropped), the product."
     import matplotlib.pyplot as plt
 
@@ -101,30 +134,45 @@ def mask_figure(path: Path, p: float = 0.5) -> str:
         ax.imshow(img.numpy(), cmap="viridis")
         ax.set_title(title), ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Dropout at p = {p}: {float(1 - mask.mean()):.0%} of values dropped; the rest scaled by 1/(1-p)")
-    return R.save_fig(fig, path)
+    return fig
 
 
-def report(runs: pd.DataFrame, out: Path, profile: str) -> tuple[str, str]:
-    runs = with_series(runs)
+def report(ctx) -> tuple[str, str]:
+    runs = ctx.runs
+    table = stats.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile))
+    word, verdict = R.verdict_section(table, "C7")
     by = {series: {m: R.summarize(g, ["dropout"], m) for m in ("train_loss", "valid_loss", "gap", "accuracy")}
           for series, g in runs.groupby("series", sort=False)}
-    word, lines, short = verdict(by)
     tables = []
     for series, s in by.items():
+        learned = runs[runs["series"] == series].groupby("dropout")["learned"].agg(["sum", "count"])
         t = pd.DataFrame({"p": s["gap"]["dropout"],
-                          **{name: [R.fmt(a, b, 3) for a, b in zip(s[m]["mean"], s[m]["ci"])]
+                          **{name: [R.fmt(a, (h - lo) / 2, 3) for a, lo, h in zip(s[m]["mean"], s[m]["lo"], s[m]["hi"])]
                              for name, m in (("train loss (eval)", "train_loss"), ("held-out loss", "valid_loss"),
-                                             ("gap", "gap"), ("held-out accuracy", "accuracy"))}})
+                                             ("gap", "gap"), ("held-out accuracy", "accuracy"))},
+                          "runs that learn": [f"{int(learned.loc[p, 'sum'])}/{int(learned.loc[p, 'count'])}"
+                                              for p in s["gap"]["dropout"]]})
         tables += [f"### {series}", "", t.to_markdown(index=False), ""]
+    lrs = PROFILES[ctx.profile]["lrs"]
+    lr_table = S.table(cells(), lrs, ctx.store.read().rows, lambda c: f"head p={c.p:g}, body p={c.p_body:g}")
     body = "\n".join([
-        "Data: 500 of the embedded MNIST training digits (fixed subset), 1,000 held-out. Model: 4 stride-2 "
-        "Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; fit_one_cycle(30, 0.01), bs 64.", "",
-        *tables, figure(by, word, out / f"{profile}_dropout.png"), "", "## Verdict", "", f"**C7 is {word}.**", "",
-        *[f"- {x}" for x in lines], "", "## What dropout does", "", mask_figure(out / f"{profile}_dropout_mask.png"),
-        "", "In training mode `nn.Dropout(p)` zeroes about a fraction p of the values and multiplies the rest by "
-        "1/(1-p), so the expected activation is unchanged; in eval mode it does nothing (a test checks both)."])
-    return body, f"C7 {word} ({'; '.join(short)})."
+        "Data: 500 of the embedded MNIST training digits (a fixed subset), 1,000 held-out. Model: 4 stride-2 "
+        "Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; fit_one_cycle(30), bs 64. A run learns when "
+        f"its held-out accuracy is above {LEARNED} (declared; chance is 0.1): the trends are over those runs.", "",
+        *tables, ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
+        "In words:", "", *[f"- {x}" for x in plainly(table)], "",
+        "## Learning rate, searched per cell", "",
+        (f"One declared rate, {lrs[0]:g}: no search." if len(lrs) == 1 else
+         "Search-split accuracy (the 500 digits drawn from four fifths of the training digits, scored on the "
+         "other fifth; seed 0):"), "", lr_table.to_markdown(index=False), "",
+        "## What dropout does", "", ctx.figure(mask_figure(), f"{ctx.profile}_dropout_mask.png"), "",
+        "In training mode dropout zeroes about a fraction p of the values and multiplies the rest by 1/(1-p), so the "
+        "expected activation is unchanged; in eval mode it does nothing."])
+    return body, f"C7 {word} ({'; '.join(plainly(table))})."
 
+
+EXPERIMENT = Experiment(name="dropout", title=TITLE, claim=CLAIM, profiles=PROFILES, grid=grid, report=report,
+                        search=search, label=label)
 
 if __name__ == "__main__":
     from cnn_experiments.cli import main

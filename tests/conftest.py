@@ -3,8 +3,14 @@ import os
 import matplotlib
 import pytest
 
+from cnn_experiments.config import Config
+
 matplotlib.use("Agg")
 os.environ["CNN_EXP_PROGRESS"] = "0"  # no progress bars in tests
+
+TINY = Config(data="mnist", n_train=256, epochs=2, bs=32, lr=0.03)  # a run of about a fifth of a second
+TINY_SCENES = Config(data="scenes", arch="pooled_cnn", canvas=32, channels=(4, 8), obj_size=8, n_scenes=128,
+                     epochs=1, bs=32, lr=1e-2)
 
 
 @pytest.fixture(scope="session")

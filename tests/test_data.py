@@ -66,3 +66,10 @@ def test_full_mnist_offline_is_one_clear_error(monkeypatch):
     monkeypatch.setattr(ext, "untar_data", offline)
     with pytest.raises(D.DataError, match="could not be downloaded.*data='mnist', work offline"):
         D.mnist_full()
+
+
+def test_a_stratified_subset_has_every_class_equally_and_grows_by_inclusion(digits):
+    small, large = D.stratified(digits.y_train, 10), D.stratified(digits.y_train, 200)
+    assert torch.bincount(digits.y_train[small], minlength=10).tolist() == [1] * 10
+    assert torch.bincount(digits.y_train[large], minlength=10).tolist() == [20] * 10
+    assert set(small.tolist()) <= set(large.tolist())

@@ -1,13 +1,95 @@
+"""Every experiment's declaration: its grid, its search and its comparisons fit together."""
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
-from cnn_experiments import models
-from cnn_experiments.cams import class_activation_maps
-from experiments import edge_filter, pooling
+from cnn_experiments import stats
+from cnn_experiments.config import to_row
+from cnn_experiments.experiment import NAMES, get
+from cnn_experiments.kernels import TOP_EDGE, edge_match
 
 
-def test_top_edge_kernel_peaks_on_a_top_edge():
+def runs_of(exp, profile: str) -> pd.DataFrame:
+    "The profile's grid and search as a sweep would write them, with made-up metrics."
+    rng = np.random.default_rng(0)
+
+    def rows(cfgs):
+        return pd.DataFrame([dict(run_id=c.run_id, cell_id=c.cell_id, profile=profile, **to_row(c),
+                                  accuracy=rng.uniform(0.5, 1), valid_loss=rng.uniform(0, 1),
+                                  train_loss=rng.uniform(0, 1)) for c in cfgs])
+    searched = rows(exp.search(profile))  # the grid takes the rates this search chose
+    grid = [c.replace(seed=s) for c in exp.grid(profile, searched) for s in range(exp.seeds(profile))]
+    return pd.concat([searched, rows(grid)], ignore_index=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_profiles_comparisons_select_runs_of_its_grid(name):
+    exp = get(name)
+    for profile in exp.profiles:
+        comparisons = exp.comparisons(profile)
+        if not comparisons:
+            continue
+        runs = exp.label(runs_of(exp, profile), profile)
+        table = stats.compare(runs, comparisons)
+        assert len(table) == len(comparisons) and table["n_a"].min() >= 1
+        wanted = "indicative" if exp.seeds(profile) < stats.MIN_SEEDS else None
+        assert wanted is None or set(table["outcome"]) == {wanted}
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "edge_filter"])
+def test_each_grid_is_distinct_cells_and_searches_on_the_search_split(name):
+    exp = get(name)
+    for profile in exp.profiles:
+        cells = exp.grid(profile)
+        assert cells and len({c.cell_id for c in cells}) == len(cells)
+        assert all(c.split == "heldout" for c in cells) and all(c.split == "search" for c in exp.search(profile))
+        for c in cells + exp.search(profile):
+            c.check()
+
+
+def test_dropout_tests_the_trend_over_the_runs_that_learn():
+    from experiments import dropout as D
+    runs = D.label(runs_of(D.EXPERIMENT, "full"), "full")
+    runs["learned"] = runs["dropout"] < 0.9  # p = 0.9 sits at chance: out of the trend
+    runs["valid_loss"] = 1 - runs["dropout"] + 0.01 * runs["seed"]
+    trends = D.trends(runs)
+    held = trends[trends["trend"] == "valid_loss"]
+    assert len(held) == 2 * 5 and np.allclose(held["rho"], -1)
+    table = stats.compare(pd.concat([runs, trends]), D.comparisons("full"))
+    assert table.set_index("comparison").loc["head (create_head ps): held-out loss trend over p (Spearman rho)",
+                                              "outcome"] == "supported"
+
+
+def test_downsampling_matches_the_cost_of_the_pooled_ways():
+    from experiments import downsampling as D
+    for task in D.TASKS:
+        wide, pooled = D.cost(D.arm_config(task, "stride, matched cost"))[1], D.cost(D.arm_config(task, "maxpool"))[1]
+        assert abs(wide / pooled - 1) < 0.1 and D.cost(D.arm_config(task, "stride"))[1] < pooled / 3
+
+
+def test_fine_tune_gives_every_method_the_same_steps_and_fine_tune_a_frozen_phase():
+    from experiments import fine_tune as F
+    for k in F.PROFILES["medium"]["per_class"]:
+        row = [c for c in F.grid("medium") if c.n_train == 10 * k]
+        assert len(row) == len(F.METHODS) and len({(c.epochs, c.bs) for c in row}) == 1
+        bs, epochs, frozen = F.schedule(10 * k)
+        assert frozen * ((10 * k) // bs) >= F.FROZEN_STEPS and epochs * ((10 * k) // bs) >= F.STEPS
+    assert {c.size for c in F.grid("medium") if c.arch != "simple_cnn"} == {128}
+    assert {c.size for c in F.grid("full") if c.arch != "simple_cnn"} == {224}
+
+
+def test_the_edge_match_is_one_for_the_lessons_kernel_and_small_for_noise():
+    inside = torch.zeros(1, 5, 5)
+    inside[0, 1:4, 2:5] = torch.rot90(TOP_EDGE, 1)
+    assert edge_match(inside)[0] == pytest.approx(1.0)
+    assert edge_match(inside, rotations=1)[0] < 0.8  # a left edge is not a top edge
+    torch.manual_seed(0)
+    assert edge_match(torch.randn(200, 5, 5)).mean() < 0.6
+
+
+def test_the_top_edge_kernel_peaks_on_a_top_edge():
+    from experiments import edge_filter
     x = torch.zeros(1, 1, 12, 12)
     x[0, 0, 4:9, 3:9] = 1.0  # an ink square: its top edge is row 4
     raw, act = edge_filter.edge_maps(x)
@@ -16,95 +98,9 @@ def test_top_edge_kernel_peaks_on_a_top_edge():
     assert raw[0, 0, 8, 3:9].max() < 0 and act[0, 0, 8, 3:9].max() == 0  # the bottom edge is negative; ReLU zeroes it
 
 
-def test_top_edge_peaks_on_real_digits(digits):
-    assert edge_filter.peak_stats(digits.x_valid[:200])["top_edge"].mean() > 0.95
-
-
-def test_cam_points_at_the_hot_cell():
-    model = models.pooled_cnn((4,), n_out=2, pool="max")
-    body = torch.nn.Identity()
-    model[0] = body  # the "feature map" is the input itself: one channel
-    lin = model[1][-1] = torch.nn.Linear(1, 2)
-    with torch.no_grad():
-        lin.weight[:] = torch.tensor([[-1.0], [1.0]])
-    x = torch.zeros(1, 1, 7, 7)
-    x[0, 0, 6, 0] = 2.0  # the tiny bear in the bottom-left corner
-    cam = class_activation_maps(model, x)
-    assert divmod(int(cam[0].argmax()), 7) == (6, 0)
-
-
-def table(means: dict, spread=0.01, seeds=5):
-    "A hand-made runs table: {(cells, pool): mean accuracy} with a small, fixed per-seed spread."
-    rows = [dict(cells=c, pool=p, seed=s, accuracy=m + spread * (s - (seeds - 1) / 2) / seeds)
-            for (c, p), m in means.items() for s in range(seeds)]
-    from cnn_experiments.report import summarize
-    return summarize(pd.DataFrame(rows), ["cells", "pool"])
-
-
-def lesson_world(small_max, small_avg, large=0.97):
-    return table({(0.5, "avg"): small_avg, (0.5, "max"): small_max, (0.5, "concat"): small_max,
-                  (1.0, "avg"): small_avg + 0.03, (1.0, "max"): small_max + 0.03, (1.0, "concat"): small_max + 0.03,
-                  (7.0, "avg"): large, (7.0, "max"): large + 0.001, (7.0, "concat"): large})
-
-
-def test_pooling_verdict_supported_when_max_clearly_wins_small_and_the_gap_closes():
-    word, lines = pooling.verdict(lesson_world(small_max=0.85, small_avg=0.6))
-    assert word == "supported"
-    assert any("0.5 cells: max" in ln and "max beats avg" in ln for ln in lines)
-
-
-def test_pooling_verdict_not_supported_when_max_loses():
-    word, _ = pooling.verdict(lesson_world(small_max=0.6, small_avg=0.85))
-    assert word.startswith("contradicted")
-    word, _ = pooling.verdict(lesson_world(small_max=0.7, small_avg=0.7))
-    assert word.startswith("not supported")
-
-
-def test_pooling_verdict_skips_sizes_where_every_head_is_at_chance():
-    at_chance = {(0.25, h): 0.5 for h in ("avg", "max", "concat")}
-    s = pd.concat([table(at_chance), lesson_world(small_max=0.85, small_avg=0.6)])
-    word, lines = pooling.verdict(s)
-    assert word == "supported" and lines[0].startswith("0.25 cells: every head at chance")
-
-
-def test_pooling_grid_uses_the_searched_lr_per_head():
-    search = pooling.search("medium")
-    assert {c.split for c in search} == {"search"} and len(search) == len(pooling.HEADS) * 2
-    runs = pd.DataFrame([dict(cell_id=c.replace(device="cuda").cell_id, pool=c.pool, valid_loss=0.3,
-                              accuracy=0.9 if c.lr == 3e-3 and c.pool == "max" else 0.8) for c in search])
-    lrs = {c.pool: c.lr for c in pooling.grid("medium", runs)}
-    assert lrs["max"] == 3e-3 and all(np.isclose(v, 3e-3) for v in lrs.values())  # ties: first (lower) lr
-    assert {c.obj_size for c in pooling.grid("medium", runs)} == set(pooling.PROFILES["medium"]["sizes"])
-
-
-def test_profiles_reach_a_seven_by_seven_map():
-    assert pooling.map_side("full") == 7 and pooling.cell_px("full") == 32
-    assert pooling.map_side("medium") == 7 and pooling.cell_px("medium") == 16
-    full = pooling.PROFILES["full"]
-    assert full["seeds"] >= 5 and len(full["sizes"]) >= 6 and 28 in full["sizes"] and full["canvas"] in full["sizes"]
-
-
-def test_pooling_verdict_on_an_incomplete_grid_is_final_only_when_the_missing_sizes_cannot_change_it():
-    no = lesson_world(small_max=0.7, small_avg=0.7)  # not supported at the smallest sizes
-    assert pooling.pending("not supported", no, {7.0: ["avg"]}) is None
-    assert pooling.pending("not supported", no, {}) is None
-    assert "0.5 cells" in pooling.pending("not supported", no, {0.5: ["lse"]})
-    yes = lesson_world(small_max=0.85, small_avg=0.6)  # supported needs the gap at the largest size
-    assert "7 cells is missing" in pooling.pending("supported", yes, {7.0: ["max"]})
-
-
-def test_pooling_missing_runs_names_the_heads_short_of_seeds():
-    cfgs = pooling.grid("quick")
-    seeds = pooling.PROFILES["quick"]["seeds"]
-    rows = [dict(cell_id=c.cell_id, seed=s) for c in cfgs for s in range(seeds)
-            if not (c.obj_size == 64 and c.pool in ("gem", "lse") and s == 1)]
-    assert pooling.missing_runs(pd.DataFrame(rows), "quick") == {64 / pooling.cell_px("quick"): ["gem", "lse"]}
-    assert pooling.missing_runs(pd.DataFrame(rows[:0], columns=["cell_id", "seed"]), "quick").keys() == {
-        s / pooling.cell_px("quick") for s in pooling.PROFILES["quick"]["sizes"]}
-
-
-def test_pooling_resume_command_names_any_device_for_a_grid_made_on_two_devices():
-    one = pd.DataFrame({"device": ["cpu (x86_64, 2 threads)"] * 2})
-    two = pd.DataFrame({"device": ["NVIDIA H200", "cpu (x86_64, 2 threads)"]})
-    assert pooling.resume_command(one, "full") == "`cnn-exp run pooling --profile full`"
-    assert pooling.resume_command(two, "full") == "`cnn-exp run pooling --profile full --any-device`"
+def test_mnist_scratchs_kernels_at_init_are_the_runs_own(digits):
+    from cnn_experiments import train
+    from experiments import mnist_scratch as M
+    cfg = M.grid("quick")[3].replace(seed=3, n_train=64)
+    learn = train.learner(cfg)
+    assert torch.equal(learn.model.state_dict()[M.FIRST_CONV][:, 0], M.init_kernels(cfg))

@@ -11,9 +11,9 @@ from PIL import Image
 from cnn_experiments import cli, export
 from cnn_experiments import folder as F
 from cnn_experiments import pretrained as P
+from cnn_experiments.config import Config
 from cnn_experiments.data import DataError
-from cnn_experiments.report import summarize
-from cnn_experiments.train import Config, fit, learner
+from cnn_experiments.train import fit, learner
 from experiments import fine_tune as FT
 
 COLOURS = {"grizzly": (150, 90, 40), "black": (25, 25, 25), "teddy": (230, 200, 150)}
@@ -36,6 +36,12 @@ def spoil(root: Path) -> None:
     (root / "black" / "notes.txt").write_text("not a photo")
 
 
+def batch(files, size, vocab=("a", "b", "c")):
+    "The images as `cnn-exp predict` prepares them: fastai's test_dl of the validation pipeline."
+    dls = F.inference_dls(files, size, list(vocab), P.IMAGENET_MEAN, P.IMAGENET_STD)
+    return torch.cat([b[0] for b in dls.test_dl(files)]).as_subclass(torch.Tensor)
+
+
 def test_offline_weights_are_real_imagenet_weights(tmp_path):
     from skimage import data
     files = []
@@ -43,7 +49,7 @@ def test_offline_weights_are_real_imagenet_weights(tmp_path):
         Image.fromarray(getattr(data, name)()).save(tmp_path / f"{name}.png")
         files.append(tmp_path / f"{name}.png")
     with torch.no_grad():
-        top = P.imagenet_classifier()(export.preprocess(files, 224)).argmax(1).tolist()
+        top = P.imagenet_classifier()(batch(files, 224)).argmax(1).tolist()
     assert top[0] in (281, 282, 285), top  # tabby, tiger cat, Egyptian cat
     assert top[1] in (967, 968), top  # espresso, cup
 
@@ -116,24 +122,25 @@ def test_folder_problems_are_one_line_errors(tmp_path, setup, match):
     assert "\n" not in str(e.value)
 
 
-def test_folder_trains_end_to_end_then_predicts(tmp_path, capsys):
+def test_folder_trains_end_to_end_resumes_then_predicts(tmp_path, capsys):
     root = make_folder(tmp_path / "bears")
     spoil(root)
     res = tmp_path / "results"
-    assert cli.main(["run", "fine_tune", "--data", str(root), "--size", "32", "--epochs", "1",
-                     "--results", str(res)]) == 0
+    argv = ["run", "fine_tune", "--data", str(root), "--size", "32", "--epochs", "1", "--results", str(res)]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "skipped 2 unreadable file(s)" in out and "black/notes.txt" in out
     folder = res / "fine_tune" / "folder_bears"
     text = (folder / "summary.md").read_text()
-    for part in ("18 readable images in 3 classes", "## Confusion matrix", "confusion_matrix.png", "top_losses.png",
+    for part in ("classes: black, grizzly, teddy", "## Confusion matrix", "confusion_matrix.png", "top_losses.png",
                  "RandomSplitter(valid_pct=0.2, seed=42)", "RandomResizedCrop(32, min_scale=0.5)", "## Verdict",
-                 "cnn-exp predict"):
+                 "| comparison | test |", "cnn-exp predict"):
         assert part in text, part
     assert (folder / "confusion_matrix.png").stat().st_size > 0 and (folder / "top_losses.png").stat().st_size > 0
-    assert len(pd.read_csv(folder / "runs.csv")) == 2
+    assert cli.main(argv) == 0 and "2 already in" in capsys.readouterr().out  # resumed: nothing trained again
     meta = json.loads((folder / "model.json").read_text())
     assert meta["vocab"] == ["black", "grizzly", "teddy"] and meta["size"] == 32
+    assert oct((folder / "model.safetensors").stat().st_mode)[-3:] == oct((folder / "model.json").stat().st_mode)[-3:]
     assert cli.main(["predict", str(folder / "model.safetensors"), str(root / "teddy" / "0.jpg"),
                      str(root / "black" / "1.jpg")]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -141,8 +148,9 @@ def test_folder_trains_end_to_end_then_predicts(tmp_path, capsys):
     for ln in lines:
         _, label, prob = ln.split("\t")
         assert label in meta["vocab"] and 0 < float(prob) <= 1
-    assert cli.main(["predict", str(folder / "model.safetensors"), str(root / "black" / "notes.txt")]) == 2
-    assert "cannot read image(s): " in capsys.readouterr().err
+    assert cli.main(["predict", str(folder / "model.safetensors"), str(root / "black" / "notes.txt"), str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read image(s): " in err and "notes.txt (not an image)" in err and "(a folder, not an image)" in err
 
 
 def head_perturbed_model():
@@ -156,7 +164,7 @@ def test_save_then_load_gives_the_same_predictions(tmp_path):
     make_folder(tmp_path / "imgs", per_class=2)
     files = sorted((tmp_path / "imgs").rglob("*.jpg"))
     model = head_perturbed_model()
-    x = export.preprocess(files, 48)
+    x = batch(files, 48)
     with torch.no_grad():
         want = model(x).softmax(1)
     path, _ = export.save(model, tmp_path / "m.safetensors", P.OFFLINE, ["a", "b", "c"], 48)
@@ -242,59 +250,19 @@ def test_fine_tune_trains_the_body_and_head_only_keeps_it():
     assert all(torch.equal(before[k], learn.model[0].state_dict()[k]) for k in stats)  # ... on ImageNet's statistics
 
 
-def test_config_guards_the_new_fields():
-    with pytest.raises(ValueError, match="pretrained: only efficientnet_lite0, resnet18, resnet34 have ImageNet"):
-        Config(arch="simple_cnn", pretrained=True).check()
-    with pytest.raises(ValueError, match="epochs: fine_tune needs at least 2"):
-        Config(**{**TINY, "epochs": 1}, schedule="fine_tune").check()
-    assert Config().run_id == Config(pretrained=False, size=0).run_id  # old ids unchanged
-
-
-def test_grid_compares_five_methods_at_each_size_with_equal_epochs():
-    cells = FT.grid("quick")
-    sizes = FT.PROFILES["quick"]["sizes"]
-    assert len(cells) == 5 * len(sizes)
-    for n in sizes:
-        row = [c for c in cells if c.n_train == n]
-        assert {c.schedule for c in row} == {"fine_tune", "fine_tune_bn_kept", "frozen", "one_cycle"}
-        assert len({c.epochs for c in row}) == 1
-        assert {(c.arch, c.size) for c in row if not c.pretrained} == {(P.OFFLINE, 64), ("simple_cnn", 0)}
-        assert all(c.bs <= n for c in row)
-
-
-def fake_summary(acc: dict) -> pd.DataFrame:
-    "{(n, method): mean accuracy} -> a summary over 3 seeds with a small spread."
-    rows = [dict(n_train=n, method=m, seed=s, accuracy=a + 0.005 * (s - 1)) for (n, m), a in acc.items()
-            for s in range(3)]
-    return summarize(pd.DataFrame(rows), ["n_train", "method"])
-
-
-def test_verdict_is_computed_from_the_numbers():
-    pre, probe, rnd, cnn = FT.PRE, FT.PROBE, *FT.BASELINES
-    wins = fake_summary({(20, pre): 0.6, (20, probe): 0.5, (20, rnd): 0.3, (20, cnn): 0.4,
-                         (500, pre): 0.95, (500, probe): 0.9, (500, rnd): 0.9, (500, cnn): 0.92})
-    word, lines, _ = FT.verdict(wins)
-    assert word == "supported" and "at 2 of 2 sizes" in lines[0] and "+0.200 at 20 labels vs +0.030 at 500" in lines[1]
-    loses = fake_summary({(20, pre): 0.2, (20, probe): 0.5, (20, rnd): 0.3, (20, cnn): 0.4,
-                          (500, pre): 0.8, (500, probe): 0.9, (500, rnd): 0.9, (500, cnn): 0.92})
-    word, lines, _ = FT.verdict(loses)
-    assert word == "not supported" and "behind (intervals apart) at: 20 vs same arch" in lines[-1]
-
-
 def test_sample_folder_of_real_photos_passes_the_check(tmp_path):
     fold = F.check_folder(F.sample_folder(tmp_path / "photos", per_class=3))
     assert fold.classes == sorted(F.PHOTOS) and len(fold.files) == 12 and not fold.skipped
 
 
 def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
-    monkeypatch.setitem(FT.PROFILES, "quick", dict(seeds=1, sizes=(20,), px=32))
+    monkeypatch.setitem(FT.PROFILES, "quick", dict(seeds=1, per_class=(2,), px=32, search=False))
     monkeypatch.setattr(FT, "STEPS", 2)  # 3 epochs a run: the pipeline, not the numbers
-    assert cli.main(["run", "fine_tune", "--results", str(tmp_path)]) == 0
-    text = (tmp_path / "fine_tune" / "summary.md").read_text()
-    for part in ("command: `cnn-exp run fine_tune --profile quick`", "seeds per cell: 1", "resized to 32 px",
-                 "| pretrained + fine_tune ", "pretrained, head only minus simple_cnn from scratch",
-                 "pretrained + fine_tune, BN kept minus same arch", "## Verdict",
-                 "**C4 is ", "quick_accuracy_vs_labels.png"):
+    assert cli.main(["run", "fine_tune", "--results", str(tmp_path), "--jobs", "1"]) == 0
+    text = (tmp_path / "fine_tune" / "summary_quick.md").read_text()
+    for part in ("command: `cnn-exp run fine_tune --profile quick`", "seeds per cell: 1", "at 32 px",
+                 "| fine_tune ", "## The batchnorm fix", "## Verdict", "**C4 is indicative",
+                 "quick_accuracy_vs_labels"):
         assert part in text, part
     assert len(pd.read_csv(tmp_path / "fine_tune" / "runs.csv")) == 5
 

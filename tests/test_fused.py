@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from cnn_experiments import fused, sweep, train
+from cnn_experiments import fused, train
+from cnn_experiments.config import Config
+from cnn_experiments.errors import UserError
 from cnn_experiments.models import pooled_cnn, simple_cnn
-from cnn_experiments.train import Config
 
 
 def members(make, k=3):
@@ -43,7 +44,7 @@ def test_a_fused_member_repeats_its_own_run(cfg):
     """Eight steps at a moderate rate: grouped and plain convolutions round differently (1e-7), and a high rate
     over many steps amplifies that; a member fed another member's batch order misses by far more (below)."""
     cfgs = [cfg.replace(seed=s) for s in (1, 2)]
-    together = fused.run(cfgs)
+    together = [r.metrics for r in fused.run(cfgs)]
     alone = [train.run(c) for c in cfgs]
     for c, m, a in zip(cfgs, together, alone):
         for k in ("train_loss", "valid_loss", "accuracy"):
@@ -57,18 +58,16 @@ def test_a_fused_member_repeats_its_own_run(cfg):
 
 
 def test_only_seeds_may_differ_inside_a_fused_group():
-    with pytest.raises(ValueError, match="share every field but the seed"):
+    with pytest.raises(UserError, match="share every field but the seed"):
         fused.learner([Config(lr=0.1), Config(lr=0.2, seed=1)])
-    with pytest.raises(ValueError, match="different seeds"):
+    with pytest.raises(UserError, match="different seeds"):
         fused.learner([Config(), Config()])
-    with pytest.raises(ValueError, match="cannot be fused"):
+    with pytest.raises(UserError, match="cannot be fused"):
         fused.learner([Config(arch="fastai_head"), Config(arch="fastai_head", seed=1)])
 
 
-def test_a_fused_sweep_writes_one_row_per_member(tmp_path):
-    tiny = Config(data="mnist", n_train=128, epochs=1, bs=64, lr=0.03)
-    grid = [tiny.replace(seed=s) for s in range(3)] + [tiny.replace(lr=0.01)]
-    runs = sweep.run_sweep(grid, tmp_path / "runs.csv", echo=lambda s: None, fuse=2)
-    assert sorted(runs["run_id"]) == sorted(c.run_id for c in grid)
-    # the cell of 3 seeds goes as a fused pair and one alone; the other cell's one run trains alone
-    assert sorted(runs["fused"].tolist()) == [1, 1, 2, 2]
+def test_a_fused_member_keeps_its_weights_and_probes():
+    cfgs = [Config(data="scenes", arch="pooled_cnn", canvas=32, channels=(4, 8), n_scenes=128, epochs=1, bs=32,
+                   lr=3e-3, probe=True, seed=s) for s in (0, 1)]
+    r = fused.run(cfgs, keep=("1.",))
+    assert set(r[0].weights) == {"1.3.weight", "1.3.bias"} and "probe_max" in r[1].metrics

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from cnn_experiments import models
+from cnn_experiments.errors import UserError
 from cnn_experiments.pooling import POOLS, global_pool, pool_mult
 
 
@@ -47,5 +48,18 @@ def test_gem_and_lse_sit_between_avg_and_max():
 
 
 def test_unknown_pool_names_the_choices():
-    with pytest.raises(ValueError, match="avg, max, concat"):
+    with pytest.raises(UserError, match="avg, max, concat"):
         global_pool("median")
+
+
+def test_macs_count_convolutions_and_linear_layers():
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 5, stride=2, padding=2))
+    assert models.macs(conv, (1, 28, 28)) == 14 * 14 * 8 * 25
+    head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    assert models.macs(head, (3, 2, 2)) == 12 * 3
+
+
+def test_width_multiplies_every_stage_and_the_receptive_field_covers_a_digit():
+    assert models.widen((8, 16, 32), 2.1) == (17, 34, 67)
+    assert models.n_params(models.simple_cnn(width=2)) > 3 * models.n_params(models.simple_cnn())
+    assert [models.receptive_field(k) for k in (1, 2, 3, 4)] == [5, 9, 17, 33]  # four stages see a 28 px digit

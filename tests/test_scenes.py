@@ -4,6 +4,7 @@ import torch
 
 from cnn_experiments import scenes as S
 from cnn_experiments.data import Digits
+from cnn_experiments.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +54,40 @@ def test_positive_and_negative_scenes_have_the_same_pixel_mass(src):
     assert abs(pos.median() - neg.median()) / pos.median() < 0.05
 
 
-def test_clutter_density_is_the_same_across_canvas_sizes(src):
-    assert S.default_num_dist(60) == 4 and S.default_num_dist(100) == 11
-    ink = {}
-    for canvas in (64, 112, 224):
-        x, _, _ = S.make_scenes(*src, n=60, canvas=canvas, obj_size=1, seed=4)
-        ink[canvas] = float(x.mean())  # ink per pixel: fragments per pixel times ink per fragment
-    assert max(ink.values()) / min(ink.values()) < 1.15, ink
+def test_clutter_density_is_exact_at_every_canvas_size():
+    assert S.default_num_dist(60) == pytest.approx(4.0)  # the RAM paper's 60x60 scenes with 4 distractors
+    rng = np.random.default_rng(0)
+    for canvas in (32, 64, 112, 160, 224):
+        mean = S.default_num_dist(canvas)
+        counts = S.clutter_counts(mean, 2000, rng)
+        assert abs(counts.mean() / mean - 1) < 0.05, canvas
+        assert set(np.unique(counts)) <= {np.floor(mean), np.floor(mean) + 1}
+
+
+def test_the_dilution_arm_changes_only_the_map_size(src, monkeypatch):
+    "Across its canvases: the same objects, pixel for pixel, and the same clutter density."
+    from experiments import pooling
+    cells = pooling.cells("medium")["dilution"]
+    canvases = sorted({c.canvas for c in cells})
+    assert {c.obj_size for c in cells} == {28} and len(canvases) == len(pooling.PROFILES["medium"]["maps"])
+    assert {c.canvas // pooling.cell_px("medium") for c in cells} == set(pooling.PROFILES["medium"]["maps"])
+    crops, labels = [], []
+    monkeypatch.setattr(S, "clutter_counts", lambda mean, n, rng: (rng.random(n), np.zeros(n))[1])  # no clutter
+    for canvas in canvases:  # the objects are drawn first: clutter or none, they are the same
+        x, y, boxes = S.make_scenes(*src, n=50, canvas=canvas, obj_size=28, seed=3)
+        crops.append(torch.stack([img[0, t:t + 28, le:le + 28] for img, (t, le, _) in zip(x, boxes)]))
+        labels.append(y)
+    assert all(torch.equal(c, crops[0]) for c in crops) and all(torch.equal(y, labels[0]) for y in labels)
+    monkeypatch.undo()
+    density = [S.clutter_counts(S.default_num_dist(c), 4000, np.random.default_rng(1)).mean() / c**2 for c in canvases]
+    assert max(density) / min(density) < 1.05
+
+
+def test_distinct_objects_counts_the_bears_the_scenes_show():
+    n = S.distinct_objects(400)
+    assert n["train"]["scenes"] == 400 and n["held-out"]["scenes"] == 100
+    assert 0 < n["train"]["bears"] <= min(n["train"]["positives"], n["train"]["bears_available"])
+    assert n["train"]["bears_available"] == 400 and n["held-out"]["bears_available"] == 100
 
 
 def test_no_held_out_digit_in_a_train_scene(monkeypatch):
@@ -84,5 +112,5 @@ def test_tenway_scenes_label_the_digit(src):
 
 
 def test_object_larger_than_canvas_is_refused(src):
-    with pytest.raises(ValueError, match="obj_size"):
+    with pytest.raises(UserError, match="obj_size"):
         S.make_scenes(*src, n=2, canvas=32, obj_size=40)

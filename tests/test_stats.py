@@ -1,3 +1,4 @@
+import gc
 import math
 
 import numpy as np
@@ -22,6 +23,15 @@ from cnn_experiments.stats import (
 SIMULATIONS = 1000
 # per-seed accuracy at obj_size 16 in results/pooling/runs.csv: avg - max = +0.38, +0.34, -0.00, +0.42, +0.15
 POOLING_DIFFERENCES = np.array([0.3835, 0.343, -0.0015, 0.4165, 0.1515])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def frozen_heap():
+    "statsmodels' Holm calls gc.collect() (~50 ms over torch's objects): frozen, the simulated families stay fast."
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 def runs_of(**arms) -> pd.DataFrame:

@@ -1,0 +1,148 @@
+"""fastbook's bear classifier on your own photos: `cnn-exp run fine_tune --data bears`.
+
+Runs go through `train.run` and the results store like every other run (a stopped run resumes): the pretrained
+body with `fine_tune(epochs)` beside the same architecture from random init. The seed-0 pretrained model is
+exported as `model.safetensors` + `model.json` for `cnn-exp predict`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import folder as F
+from . import report as R
+from .config import PRETRAINED, Config
+from .errors import UserError
+from .store import Store, write_atomic
+from .sweep import run_sweep
+
+CLAIM = ("C4 on your photos: a pretrained network fine-tuned with `Learner.fine_tune` beats the same network "
+         "trained from random init.")
+BASE_LR, SCRATCH_LR, BS = 2e-3, 1e-2, 16  # fastai's fine_tune base_lr; fit_one_cycle from scratch; fastbook's bs
+
+
+def configs(path: Path, arch: str, epochs: int, size: int, seeds: int, device: str) -> list[Config]:
+    "Per seed: fine_tune(epochs) of the pretrained body, and fit_one_cycle(epochs + 1) of the same from random init."
+    common = dict(data="folder", folder=str(path.resolve()), arch=arch, size=size, bs=BS, p=0.5, device=device)
+    return [c for s in range(seeds) for c in (
+        Config(pretrained=True, schedule="fine_tune", epochs=epochs + 1, lr=BASE_LR, seed=s, **common),
+        Config(pretrained=False, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR, seed=s, **common))]
+
+
+def out_folder(results: Path, path: Path) -> Path:
+    return results / "fine_tune" / f"folder_{path.resolve().name}"
+
+
+def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int, results: Path,
+               device: str = "cpu") -> Path:
+    from fastai.torch_core import rank_distrib
+    arch = arch or PRETRAINED[0]
+    if arch not in PRETRAINED:
+        raise UserError(f"--arch: unknown body {arch!r}; choose one of {', '.join(PRETRAINED)}")
+    fold = F.check_folder(path)
+    if F.skipped_line(fold):
+        print(F.skipped_line(fold))
+    cfgs = configs(path, arch, epochs, size, seeds, device)
+    out = out_folder(results, path)
+    store = Store(out / "runs.csv")
+    cmd = f"cnn-exp run fine_tune --data {path} --arch {arch} --epochs {epochs} --size {size} --seeds {seeds}"
+    if rank_distrib():  # under `accelerate launch`: the other processes train their share, the first one writes
+        from .train import result
+        done = set(store.read().rows["run_id"])
+        for c in cfgs:
+            if c.run_id not in done:
+                result(c)
+        return out / "summary.md"
+    run_sweep(cfgs, store, "folder", command=cmd)
+    export(store, cfgs[0], fold)
+    return report_folder(out, cmd)
+
+
+def export(store: Store, cfg: Config, fold: F.Folder) -> Path:
+    "model.safetensors + model.json from the seed-0 pretrained run's saved model (when this machine made it)."
+    from .export import save
+    src = store.models_dir / f"{cfg.run_id}.safetensors"
+    target = store.folder / "model.safetensors"
+    if src.exists():
+        from safetensors.torch import load_file
+        save(load_file(str(src)), target, cfg.arch, fold.classes, cfg.size, cfg.p)
+    return target
+
+
+def vocab_of(extra: dict) -> list[str]:
+    return bytes(extra["extra.vocab"].tolist()).decode().split("\n")
+
+
+def report_folder(out: Path, cmd: str | None = None) -> Path:
+    "The folder's summary from its runs and saved extras alone (trains nothing)."
+    store = Store(out / "runs.csv")
+    runs = R.one_per_seed(store.read().rows)
+    if runs.empty:
+        raise UserError(f"report: no runs in {store.path}")
+    runs = runs.assign(method=["pretrained + fine_tune" if str(p).lower() == "true" else "same arch, random init"
+                               for p in runs["pretrained"]])
+    first = runs[(runs["method"] == "pretrained + fine_tune") & (runs["seed"] == 0)].iloc[0]
+    extra = store.weights(first["run_id"])
+    cmd = cmd or (f"cnn-exp run fine_tune --data {Path(first['folder']).name} --arch {first['arch']} --epochs "
+                  f"{int(first['epochs']) - 1} --size {int(first['size'])} --seeds {runs['seed'].nunique()}")
+    body, finding = folder_report(runs, extra, out)
+    text = R.header(f"fine_tune on the image folder {out.name.removeprefix('folder_')}", CLAIM, runs, cmd, "folder")
+    write_atomic(out / "summary.md", text + f"{R.FINDING} {finding}\n\n{body}\n")
+    print(f"wrote {out / 'summary.md'}\n{R.FINDING} {finding}")
+    return out / "summary.md"
+
+
+def folder_report(runs: pd.DataFrame, extra: dict, out: Path) -> tuple[str, str]:
+    "Accuracy of both methods, the verdict (a declared comparison), the confusion matrix and the top losses."
+    from . import stats
+    table = stats.compare(runs, [stats.Comparison("pretrained + fine_tune - random init, validation accuracy",
+                                                  {"method": "pretrained + fine_tune"},
+                                                  {"method": "same arch, random init"}, paired=False, margin=0.01)])
+    word = stats.verdict(table)
+    s = R.summarize(runs, ["method"])
+    vocab = vocab_of(extra)
+    t = pd.DataFrame({"method": s["method"], "validation accuracy": [R.fmt(m, h) for m, h in zip(s["mean"], s["ci"])],
+                      "n seeds": s["n"]})
+    cm = R.save_fig(confusion_figure(extra["extra.confusion"], vocab), out / "confusion_matrix.png")
+    top = R.save_fig(top_losses_figure(extra, vocab), out / "top_losses.png")
+    r = runs.iloc[0]
+    body = "\n".join([
+        f"Data: the folder's images, `RandomSplitter(valid_pct=0.2, seed=42)`, `RandomResizedCrop({int(r['size'])}, "
+        "min_scale=0.5)` + `aug_transforms()`, ImageNet normalisation; classes: " + ", ".join(vocab) + ". "
+        f"Pretrained: `fine_tune({int(r['epochs']) - 1})` at base_lr {BASE_LR:g}; random init: "
+        f"`fit_one_cycle({int(r['epochs'])}, {SCRATCH_LR:g})`, the same total epochs.", "",
+        t.to_markdown(index=False, disable_numparse=True), "", "## Verdict", "", f"**Pretraining: {word}.**", "",
+        stats.markdown(table), "", "## Confusion matrix (pretrained, seed 0, validation images)", "", cm, "",
+        "## Top losses (pretrained, seed 0)", "", top, "", "## The model", "",
+        "The seed-0 pretrained model is saved beside this report as weights with its config and vocab, "
+        "`model.safetensors` and `model.json` (made by the run, not kept in git); "
+        f"`cnn-exp predict {out / 'model.safetensors'} IMAGE...` classifies photos with it."])
+    e = table.iloc[0]
+    return body, (f"on {out.name.removeprefix('folder_')}, pretrained minus random init validation accuracy "
+                  f"{e['effect']:+.3f} [{e['ci_lo']:+.3f}, {e['ci_hi']:+.3f}]: {word}.")
+
+
+def confusion_figure(cm, vocab: list[str]):
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(1.2 * len(vocab) + 2, 1.2 * len(vocab) + 1.5))
+    ax.imshow(cm.numpy(), cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm.numpy()):
+        ax.text(j, i, int(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(vocab)), vocab, rotation=45, ha="right"), ax.set_yticks(range(len(vocab)), vocab)
+    ax.set_xlabel("predicted"), ax.set_ylabel("actual"), ax.set_title("Confusion matrix (validation images)")
+    return fig
+
+
+def top_losses_figure(extra: dict, vocab: list[str]):
+    import matplotlib.pyplot as plt
+    imgs = extra["extra.top_images"]
+    fig, axs = plt.subplots(1, len(imgs), figsize=(2.6 * len(imgs), 3), squeeze=False)
+    for ax, img, loss, p, t in zip(axs[0], imgs, extra["extra.top_losses"], extra["extra.top_pred"],
+                                   extra["extra.top_true"]):
+        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.set_title(f"{vocab[int(p)]} / {vocab[int(t)]}\nloss {float(loss):.2f}", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle("Top losses: predicted / actual")
+    return fig

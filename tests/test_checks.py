@@ -1,0 +1,71 @@
+"""`cnn-exp check` and `cnn-exp reproduce`: the committed results are what the code makes."""
+import shutil
+import subprocess
+
+import pytest
+
+from cnn_experiments import checks, cli
+from experiments import pooling as P
+
+TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4, 8), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("made") / "results"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(P.PROFILES, "quick", TINY)
+        assert cli.main(["run", "pooling", "--results", str(folder), "--jobs", "1"]) == 0
+    return folder
+
+
+@pytest.fixture
+def results(made, monkeypatch, tmp_path):
+    "A results folder with a tiny pooling study in it (a copy: a test may spoil it)."
+    monkeypatch.setitem(P.PROFILES, "quick", TINY)
+    return shutil.copytree(made, tmp_path / "results")
+
+
+def test_a_summary_that_the_code_would_write_otherwise_is_stale(results):
+    assert checks.stale_summaries(results) == []
+    summary = results / "pooling" / "summary_quick.md"
+    summary.write_text(summary.read_text().replace("## Dilution arm", "## Dilution"))
+    assert checks.stale_summaries(results) == [
+        f"{summary}: stale; `cnn-exp report pooling --profile quick` rewrites it"]
+
+
+def test_reproduce_remakes_the_committed_runs_and_says_what_differs(results, tmp_path):
+    line = checks.reproduce(results, tmp_path / "again")
+    assert line == "reproduced: same verdict, 36 of 36 committed runs remade, largest accuracy difference 0.000"
+    runs = results / "pooling" / "runs.csv"
+    runs.write_text(runs.read_text().replace(",quick,", ",other,"))  # no committed quick runs any more
+    assert checks.reproduce(results, tmp_path / "again").startswith("no committed quick runs of pooling")
+
+
+def git(root, *args):
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_benchmark_measured_before_a_change_to_its_code_is_stale(tmp_path):
+    (tmp_path / "results" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "fast.py").write_text("x = 1\n")
+    (tmp_path / "other.py").write_text("y = 1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    rev = git(tmp_path, "commit", "-qm", "code")
+    report = tmp_path / "results" / "benchmarks" / "fast.md"
+    report.write_text(f"**Result:** 2x\n- date: 2026; torch 2; code {rev}\n- measures: fast.py\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "measured")
+    (tmp_path / "other.py").write_text("y = 2\n")
+    git(tmp_path, "commit", "-qam", "another file")
+    assert checks.stale_benchmarks(tmp_path / "results") == []
+    (tmp_path / "fast.py").write_text("x = 2\n")
+    latest = git(tmp_path, "commit", "-qam", "the measured code")
+    assert checks.stale_benchmarks(tmp_path / "results") == [
+        f"{report}: measured at {rev}, but fast.py changed since (latest {latest}); measure it again"]

@@ -1,0 +1,91 @@
+"""The pooling study: its arms, its declared comparisons, and a report that trains nothing."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnn_experiments import cli, stats, train
+from cnn_experiments.config import to_row
+from experiments import pooling as P
+
+
+def test_profiles_hold_the_lessons_geometry_and_the_declared_search():
+    for profile in ("medium", "full"):
+        p = P.PROFILES[profile]
+        assert P.map_side(profile) == 7 and p["seeds"] >= 10
+        cells = [s / P.cell_px(profile) for s in p["sizes"]]
+        assert min(cells) <= 0.4 and max(cells) >= 1.25 and 1.0 in cells
+        assert len(p["lrs"]) >= 5 and min(p["lrs"]) <= 3e-4 and max(p["lrs"]) >= 3e-2
+        assert 2 in p["maps"] and max(p["maps"]) >= 10
+    search = P.search("medium")
+    cells = {P.key(c) for arm in P.cells("medium").values() for c in arm}
+    assert {c.split for c in search} == {"search"} and len(search) == len(cells) * len(P.LRS)
+
+
+def test_the_grid_takes_each_cells_searched_rate():
+    search = P.search("medium")
+    best = {(112, 12, "max"): 3e-2, (32, 28, "avg"): 3e-4}
+    runs = pd.DataFrame([dict(cell_id=c.cell_id, accuracy=0.9 if best.get(P.key(c)) == c.lr else 0.6,
+                              valid_loss=0.3) for c in search])
+    lrs = {P.key(c): c.lr for c in P.grid("medium", runs)}
+    assert lrs[(112, 12, "max")] == 3e-2 and lrs[(32, 28, "avg")] == 3e-4
+    assert lrs[(112, 12, "avg")] == 3e-4  # a tie: the lower rate
+
+
+def simulated(profile: str, accuracy) -> pd.DataFrame:
+    "The profile's grid, every seed, with accuracies from `accuracy(cfg)`: a runs table as a sweep writes it."
+    runs = [c.replace(seed=s) for c in P.grid(profile) for s in range(P.PROFILES[profile]["seeds"])]
+    rows = [dict(run_id=c.run_id, cell_id=c.cell_id, **to_row(c), accuracy=accuracy(c)) for c in runs]
+    return P.label(pd.DataFrame(rows), profile)
+
+
+def lesson_world(c, avg_concat_gap=0.0):
+    "Max pooling learns small objects where avg does not; the gap grows with the map."
+    rng = np.random.default_rng(hash((c.pool, c.obj_size, c.canvas, c.seed)) % 2**32)
+    small = c.obj_size <= P.one_cell("medium")
+    base = 0.92 if c.pool in ("max", "concat") or not small else 0.55
+    if c.canvas != 112 or c.obj_size == 28:  # dilution: avg falls as the map grows
+        base = 0.95 - (0.3 * (c.canvas / 160) if c.pool == "avg" else 0)
+    return base + rng.normal(0, 0.01) - (avg_concat_gap if c.pool == "concat" else 0)
+
+
+def test_the_claim_is_supported_in_a_world_where_the_lesson_holds():
+    table = stats.compare(simulated("medium", lesson_world), P.comparisons("medium"))
+    assert stats.verdict(table) == "supported", table[["comparison", "outcome"]]
+
+
+def test_avg_beating_concat_but_not_max_is_said():
+    "The old verdict read max only: a concat that loses to avg must show in the table and the verdict."
+    def world(c):
+        rng = np.random.default_rng(c.seed * 7 + len(c.pool))
+        return {"concat": 0.70}.get(c.pool, 0.90) + rng.normal(0, 0.01)
+    table = stats.compare(simulated("medium", world), P.comparisons("medium")).set_index("comparison")
+    assert table.loc["concat - avg, accuracy, object of one cell", "outcome"] == "contradicted"
+    assert table.loc["max - avg, accuracy, object of one cell", "outcome"] == "equivalent"
+    assert stats.verdict(table.reset_index()) == "contradicted"
+
+
+def test_only_the_drawn_runs_keep_their_weights():
+    kept = [c for c in P.grid("medium") if P.keep(c.replace(seed=0), "medium")]
+    assert sorted(c.pool for c in kept) == ["avg", "concat", "max"]
+    assert {c.obj_size for c in kept} == {P.one_cell("medium")} and not P.keep(kept[0].replace(seed=1), "medium")
+
+
+TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4, 8), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
+
+
+def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(P.PROFILES, "quick", TINY)
+    assert cli.main(["run", "pooling", "--results", str(tmp_path), "--jobs", "1"]) == 0
+    out = tmp_path / "pooling"
+    text = (out / "summary_quick.md").read_text()
+    for part in ("command: `cnn-exp run pooling --profile quick`", "seeds per cell: 2", "## Verdict",
+                 "| comparison | test |", "## Threshold arm", "## Dilution arm", "## Head-only arm",
+                 "## Why heads fail", "quick_cams.png", "distinct '3's", "indicative"):
+        assert part in text, part
+    assert (out / "quick_cams.png").stat().st_size > 0 and (out / "curves.csv").exists()
+    monkeypatch.setattr(train, "fit", lambda *a: pytest.fail("a report trained a model"))
+    capsys.readouterr()
+    assert cli.main(["report", "pooling", "--profile", "quick", "--results", str(tmp_path)]) == 0
+    again = (out / "summary_quick.md").read_text()
+    assert [ln for ln in again.splitlines() if not ln.startswith("- report:")] == \
+           [ln for ln in text.splitlines() if not ln.startswith("- report:")]
