@@ -1,16 +1,14 @@
 #!/usr/bin/env bash
-# The GPU work still open, as one batch (run from the repository root on a CUDA machine):
-#     bash benchmarks/gpu_batch.sh SECONDS OUT_DIR [STEP ...]     # steps: grid plain fused_grid precision
-# Without steps it runs plain: the full grid and its fused comparison are complete (`grid` and `fused_grid`
-# would only redraw their reports).
-# Each step gets at most its cap of what is left of SECONDS, in that order; results/ is packed into
-# OUT_DIR/results.tgz after every step, so a batch cut short still brings back each finished step
-# (the grid and fused_grid resume from their runs files).
+# The GPU measurements and the full pooling profile, as one batch, from the repository root on a CUDA machine:
+#     bash benchmarks/gpu_batch.sh SECONDS OUT_DIR [STEP ...]
+# Steps, in this order (default: all): roofline plain serial precision reproducibility pooling.
+# Each step gets what is left of SECONDS, at most its cap; results/ is packed into OUT_DIR/results.tgz after
+# every step, so a batch cut short keeps each finished step, and `pooling` resumes from its runs file.
 set -u
 end=$(( $(date +%s) + ${1:-540} ))
 out=${2:-/tmp}
 shift $(( $# < 2 ? $# : 2 ))
-steps=${*:-plain}
+steps=${*:-roofline plain serial precision reproducibility pooling}
 export CNN_EXP_PROGRESS=0 PYTHONWARNINGS=ignore
 
 step() {  # step NAME CAP_SECONDS COMMAND...
@@ -27,9 +25,9 @@ step() {  # step NAME CAP_SECONDS COMMAND...
   tar czf "$out/results.tgz" results
 }
 
-step grid 240 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 5 --jobs 3 --any-device
-step plain 120 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3 \
-  --out results/benchmarks/fastai_vs_plain_cuda.md
-step fused_grid 560 python benchmarks/fused_grid.py --profile full --device cuda --jobs 3 --any-device \
-  --out results/benchmarks/fused_grid_full.md
-step precision 200 python benchmarks/precision.py --device cuda --profile medium
+step roofline 90 python benchmarks/roofline.py --device cuda
+step plain 90 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3
+step serial 90 python benchmarks/fused_vs_serial.py --device cuda
+step precision 120 python benchmarks/precision.py --device cuda --profile medium
+step reproducibility 60 python benchmarks/reproducibility.py --device cuda
+step pooling 560 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 10 --jobs 3

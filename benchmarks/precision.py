@@ -1,12 +1,12 @@
 """bf16 autocast and channels_last against fp32: their speed and whether they keep accuracy, from one run.
 
-    python benchmarks/precision.py                                   # CPU, the pooling study's quick geometry
-    python benchmarks/precision.py --device cuda --profile medium    # a GPU, the lesson's 7x7 map at 112 px
+    python benchmarks/precision.py                     # CPU, the pooling study's quick geometry
+    python benchmarks/precision.py --device cuda --profile medium
 
-Every setting trains the same pooling cells (sizes x heads), each cell's seeds fused into one model as the
-sweep's --fuse trains them, at the learning rates the committed search chose. The report gives each
-setting's training time relative to fp32 and, per cell, whether its 95% interval of held-out accuracy
-overlaps fp32's (with few seeds the intervals are wide, so overlap is weak evidence of equal accuracy).
+Every setting trains the same pooling cells (sizes x heads) for the same seeds, at the rates the committed
+search chose, one run at a time as a sweep runs them. The report gives each setting's training time relative
+to fp32 and, per cell, whether its held-out accuracy is equivalent to fp32's within a declared margin (TOST,
+paired by seed: the settings share data, batch order and init; Holm over the cells).
 """
 from __future__ import annotations
 
@@ -14,67 +14,70 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from fastcore.script import call_parse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cnn_experiments import fused
-from cnn_experiments import report as R
-from cnn_experiments.sweep import read_runs
-from cnn_experiments.train import device_name, tensors
+from cnn_experiments import stats
+from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
+from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.store import Store
+from cnn_experiments.train import device_name, run, tensors
 from experiments import pooling
 
 SETTINGS = {"fp32": {}, "bf16": dict(precision="bf16"), "channels_last": dict(channels_last=True),
             "bf16 + channels_last": dict(precision="bf16", channels_last=True)}
+MARGIN = 0.01  # declared: within 1 point of fp32's held-out accuracy, a setting keeps accuracy
+MEASURES = ("cnn_experiments/callbacks.py", "cnn_experiments/train.py", "cnn_experiments/models.py")
 
 
-@call_parse
-def main(device: str = "cpu",  # cpu or cuda
-         profile: str = "quick",  # the pooling profile whose geometry, epochs and seeds are used
-         sizes: str = "16,28",  # object sizes in px, comma-separated
-         heads: str = "avg,max",  # pooling heads, comma-separated
-         results: str = "results",  # where the committed search runs are (for the learning rates)
-         out: str = ""):  # markdown file; default results/benchmarks/precision_<device>.md
-    lr = pooling.chosen_lrs(profile, read_runs(Path(results) / "pooling" / "runs.csv"))
-    seeds = pooling.PROFILES[profile]["seeds"]
-    cells = [pooling.base(profile).replace(obj_size=int(s), pool=h, lr=lr[h], device=device)
-             for s in sizes.split(",") for h in heads.split(",")]
+def parser() -> Parser:
+    p = Parser(prog="precision.py", description="bf16 autocast and channels_last against fp32")
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--profile", default="quick", choices=PROFILES, help="the pooling profile's geometry and epochs")
+    p.add_argument("--sizes", default="16,20", help="object sizes in px, comma-separated")
+    p.add_argument("--heads", default="avg,max", help="pooling heads, comma-separated")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per cell")
+    p.add_argument("--results", default="results", help="where the committed search runs are (for the rates)")
+    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/precision_<device>.md)")
+    return p
+
+
+def main(a) -> None:
+    lr = pooling.chosen_lrs(a.profile, Store(Path(a.results) / "pooling" / "runs.csv").read().rows)
+    canvas = pooling.PROFILES[a.profile]["canvas"]
+    cells = [pooling.base(a.profile).replace(obj_size=int(s), pool=h, lr=lr[(canvas, int(s), h)], device=a.device)
+             for s in a.sizes.split(",") for h in a.heads.split(",")]
     for c in cells:
         tensors(c)  # the scenes are generated (and cached) before any clock starts
-    fused.run([cells[0].replace(seed=s, epochs=1) for s in range(seeds)])  # warm-up: first-call allocations
-    rows = []
-    for name, kw in SETTINGS.items():
-        for c in cells:
-            cfgs = [c.replace(seed=s, **kw) for s in range(seeds)]
-            rows += [dict(setting=name, size=c.obj_size, pool=c.pool, **m) for m in fused.run(cfgs)]
+    run(cells[0].replace(epochs=1))  # warm-up: first-call allocations
+    rows = [dict(setting=name, cell=f"{c.obj_size} px {c.pool}", seed=s, **run(c.replace(seed=s, **kw)))
+            for name, kw in SETTINGS.items() for c in cells for s in range(a.seeds)]
     runs = pd.DataFrame(rows)
-    seconds = runs.groupby("setting")["seconds"].sum()  # training time: each member's row holds its share
-    s = R.summarize(runs, ["setting", "size", "pool"]).set_index(["setting", "size", "pool"])
-    base = s.loc["fp32"]
-    lines, verdicts = [], {}
-    for name in SETTINGS:
-        v = s.loc[name]
-        overlap = (v["lo"] <= base["hi"]) & (base["lo"] <= v["hi"])
-        verdicts[name] = (seconds[name] / seconds["fp32"], int(overlap.sum()), len(overlap))
-        lines.append(f"| {name} | {seconds[name]:.1f} | {seconds[name] / seconds['fp32']:.2f}x | "
-                     + " | ".join(R.fmt(r["mean"], r["ci"], 3) for _, r in v.iterrows())
-                     + f" | {int(overlap.sum())} of {len(overlap)} |")
-    keep = [n for n, (ratio, ok, n_cells) in verdicts.items() if n != "fp32" and ratio < 1 and ok == n_cells]
-    best = min(keep, key=lambda n: verdicts[n][0]) if keep else "fp32"
-    cols = [f"{size} px {pool}" for size, pool in base.index]
+    seconds = runs.groupby("setting")["seconds"].sum()
+    family = [stats.Comparison(f"{name} - fp32, {cell}", dict(setting=name, cell=cell), dict(setting="fp32", cell=cell),
+                               expect="equivalent", margin=MARGIN)
+              for name in SETTINGS if name != "fp32" for cell in runs["cell"].unique()]
+    table = stats.compare(runs, family)
+    keeps = {name: int((table[table["comparison"].str.startswith(name + " -")]["outcome"] == "equivalent").sum())
+             for name in SETTINGS if name != "fp32"}
+    n_cells = len(cells)
+    faster = [n for n in keeps if seconds[n] < seconds["fp32"] and keeps[n] == n_cells]
     text = "\n".join([
         "# Benchmark: bf16 autocast and channels_last against fp32", "",
-        f"**Result:** on {device_name(device)}, training time relative to fp32: "
-        + ", ".join(f"{n} {verdicts[n][0]:.2f}x" for n in SETTINGS if n != "fp32")
-        + "; held-out accuracy intervals overlap fp32's in "
-        + ", ".join(f"{verdicts[n][1]} of {verdicts[n][2]} cells ({n})" for n in SETTINGS if n != "fp32")
-        + "; faster than fp32 with overlapping intervals in every cell: " + (", ".join(keep) or "none")
-        + (f" (fastest: {best})" if keep else "") + ".", "",
-        *R.benchmark_provenance(f"python benchmarks/precision.py --device {device} --profile {profile} "
-                                f"--sizes {sizes} --heads {heads}"),
-        f"- work: the pooling {profile} geometry ({pooling.PROFILES[profile]['canvas']} px scenes, "
-        f"{pooling.PROFILES[profile]['epochs']} epochs), {len(cells)} cells of {seeds} seeds each fused into one "
-        "model, per setting; seconds are training time (fit), summed over the cells; scoring is fp32 in every setting",
-        "", "| setting | seconds | time vs fp32 | " + " | ".join(cols) + " | intervals overlap fp32's |",
-        "|---" * (len(cols) + 4) + "|", *lines, ""])
-    R.write_benchmark(text, Path(out or f"results/benchmarks/precision_{device}.md"))
+        f"**Result:** on {device_name(a.device)}, training time relative to fp32: "
+        + ", ".join(f"{n} {seconds[n] / seconds['fp32']:.2f}x" for n in keeps)
+        + f"; held-out accuracy equivalent to fp32's within ±{MARGIN} in "
+        + ", ".join(f"{keeps[n]} of {n_cells} cells ({n})" for n in keeps)
+        + "; faster with accuracy kept in every cell: " + (", ".join(faster) or "none") + ".", "",
+        *benchmark_provenance(f"python benchmarks/precision.py --device {a.device} --profile {a.profile} --sizes "
+                              f"{a.sizes} --heads {a.heads} --seeds {a.seeds}", MEASURES),
+        f"- work: the pooling {a.profile} geometry ({canvas} px scenes, {pooling.PROFILES[a.profile]['epochs']} "
+        f"epochs), {n_cells} cells x {a.seeds} seeds per setting, one run at a time; seconds are training time "
+        "(fit), summed; scoring is fp32 in every setting", "",
+        "| setting | seconds | time vs fp32 |", "|---|---|---|",
+        *[f"| {n} | {seconds[n]:.1f} | {seconds[n] / seconds['fp32']:.2f}x |" for n in SETTINGS], "",
+        stats.markdown(table), ""])
+    write_benchmark(text, Path(a.out or f"results/benchmarks/precision_{a.device}.md"))
+
+
+if __name__ == "__main__":
+    sys.exit(script(parser(), main))

@@ -12,19 +12,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fastcore.script import call_parse
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.cli import DEVICES, Parser, positive_int, script
+from cnn_experiments.config import Config
 from cnn_experiments.report import benchmark_provenance, write_benchmark
-from cnn_experiments.train import Config, device_name, run
+from cnn_experiments.train import device_name, run
 
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc")
+MEASURES = ("cnn_experiments/train.py", "cnn_experiments/callbacks.py", "cnn_experiments/scenes.py")
 
 
-@call_parse
-def main(device: str = "cpu",  # cpu or cuda
-         epochs: int = 3,  # epochs per run
-         out: str = ""):  # markdown file; default results/benchmarks/reproducibility_<device>.md
+def parser() -> Parser:
+    p = Parser(prog="reproducibility.py", description="the same run twice on one device")
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run")
+    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/reproducibility_<device>.md)")
+    return p
+
+
+def main(a) -> None:
+    device, epochs, out = a.device, a.epochs, a.out
     base = Config(data="scenes", arch="pooled_cnn", canvas=64, channels=(8, 16, 32, 64), obj_size=16,
                   n_scenes=2000, epochs=epochs, lr=1e-2, device=device).check()
     rows, worst = [], 0.0
@@ -39,9 +46,13 @@ def main(device: str = "cpu",  # cpu or cuda
         "# Benchmark: the same run twice", "",
         f"**Result:** on {device_name(device)}, each run repeated from the same config gives {same} "
         "(train loss, held-out loss, accuracy, AUC).", "",
-        *benchmark_provenance(f"python benchmarks/reproducibility.py --device {device} --epochs {epochs}"),
+        *benchmark_provenance(f"python benchmarks/reproducibility.py --device {device} --epochs {epochs}", MEASURES),
         f"- work: pooled_cnn on 64 px scenes, 16 px object, {base.n_scenes} train scenes, "
         f"fit_one_cycle({epochs}, {base.lr:g}), seed 0, each head below run twice", "",
         "| head | " + " | ".join(f"{k} (1st / 2nd)" for k in METRICS) + " | largest difference |",
         "|---|" + "---|" * (len(METRICS) + 1), *rows, ""])
     write_benchmark(text, Path(out or f"results/benchmarks/reproducibility_{device}.md"))
+
+
+if __name__ == "__main__":
+    sys.exit(script(parser(), main))

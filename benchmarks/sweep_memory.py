@@ -3,7 +3,7 @@
     python benchmarks/sweep_memory.py                 # 200 runs; writes results/benchmarks/sweep_memory.md
 
 Each run is a real fastai run (256 embedded digits, one epoch) appended to a throwaway runs file; the
-process's resident memory is read after every run. Target (issue 7): no per-run growth beyond a small bound,
+process's resident memory is read after every run. Target: no per-run growth beyond a small bound,
 read here as under 1 MB per 10 runs over the last 100 runs (after the caches of the first runs have filled);
 the growth from run 10 on is reported beside it.
 """
@@ -13,14 +13,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fastcore.script import call_parse
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.cli import Parser, positive_int, script
+from cnn_experiments.config import Config
 from cnn_experiments.report import benchmark_provenance, write_benchmark
 from cnn_experiments.sweep import run_sweep
-from cnn_experiments.train import Config, device_name
+from cnn_experiments.train import device_name
 
 TARGET_MB_PER_10 = 1.0
+MEASURES = ("cnn_experiments/sweep.py", "cnn_experiments/store.py", "cnn_experiments/executors.py",
+            "cnn_experiments/train.py", "cnn_experiments/callbacks.py", "cnn_experiments/learner.py")
 
 
 def rss_mb() -> float:
@@ -31,9 +33,15 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-@call_parse
-def main(runs: int = 200,  # short runs in the sweep
-         out: str = "results/benchmarks/sweep_memory.md"):  # markdown file for the result
+def parser() -> Parser:
+    p = Parser(prog="sweep_memory.py", description="resident memory over a sweep of short runs")
+    p.add_argument("--runs", type=positive_int, default=200, help="short runs in the sweep")
+    p.add_argument("--out", default="results/benchmarks/sweep_memory.md", help="markdown file for the result")
+    return p
+
+
+def main(a) -> None:
+    runs, out = a.runs, a.out
     base = Config(data="mnist", n_train=256, epochs=1, bs=64, lr=0.03)
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,8 +61,12 @@ def main(runs: int = 200,  # short runs in the sweep
         f"{samples[-1]:.1f} MB after run {len(samples)}, peak {max(samples):.1f} MB; {late10:+.2f} MB per 10 runs "
         f"over the last {len(samples) - 1 - late} (target under {TARGET_MB_PER_10} MB: "
         f"{'met' if late10 < TARGET_MB_PER_10 else 'not met'}), {per10:+.2f} MB per 10 runs from run 10.", "",
-        *benchmark_provenance(f"python benchmarks/sweep_memory.py --runs {runs}"),
+        *benchmark_provenance(f"python benchmarks/sweep_memory.py --runs {runs}", MEASURES),
         "- work: each run is `run_sweep` of one config (256 embedded digits, one epoch, a fresh Learner), "
         "appended to a runs file; memory is VmRSS read after each run", "",
         "| after run | resident MB |", "|---|---|", *rows, ""])
     write_benchmark(text, Path(out))
+
+
+if __name__ == "__main__":
+    sys.exit(script(parser(), main))

@@ -46,6 +46,16 @@ class Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def script(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:
+    "A benchmark's entry point: its options parsed as the CLI's are; a user's mistake is one line and exit 2."
+    try:
+        body(parser.parse_args(argv))
+    except UserError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def command(name: str, profile: str, seeds: int, default_seeds: int, device: str, fuse: int = 1) -> str:
     return " ".join(["cnn-exp run", name, "--profile", profile]
                     + (["--seeds", str(seeds)] if seeds != default_seeds else [])

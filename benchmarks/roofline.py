@@ -1,0 +1,157 @@
+"""A training step of the full pooling profile against the device's limits: a roofline, measured in one run.
+
+    python benchmarks/roofline.py                     # the CPU, as a sweep runs there (one thread)
+    python benchmarks/roofline.py --device cuda       # a GPU: writes results/benchmarks/roofline_cuda.md
+
+The model is the full profile's (224 px scenes, stride-2 stages 8-16-32-64-64, max head). Counted per image:
+FLOPs of a forward and backward pass (torch's FLOP counter) and the bytes a step must move at the least (each
+stage reads its input and writes its output once, forward and backward, as a fused Conv-BN-ReLU would) and as
+executed layer by layer. The device's memory bandwidth (measured with a large copy) and those bytes bound the
+images per second; every measured rate is reported as a fraction of that bound. Settings: the sweep's (fp32,
+deterministic), channels_last, bf16 autocast, torch.compile, and K members fused into one grouped model.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.cli import DEVICES, Parser, positive_int, script
+from cnn_experiments.errors import UserError
+from cnn_experiments.fused import Fused
+from cnn_experiments.models import pooled_cnn
+from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.train import RUN_THREADS, device_name
+
+CHANNELS = (8, 16, 32, 64, 64)
+MEASURES = ("cnn_experiments/models.py", "cnn_experiments/pooling.py", "cnn_experiments/fused.py")
+
+
+def counts(model: nn.Module, side: int = 224) -> dict:
+    "FLOPs (forward + backward) and bytes per image: the least a step moves, and as executed layer by layer."
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.zeros(8, 1, side, side)
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
+    layer, stage = [0], [0]
+
+    def each_layer(m, inp, out):
+        layer[0] += inp[0].numel() + out.numel()
+
+    def each_stage(m, inp, out):
+        stage[0] += inp[0].numel() + out.numel()
+    hooks = [m.register_forward_hook(each_layer) for m in model.modules() if not list(m.children())]
+    hooks += [stage.register_forward_hook(each_stage) for stage in model[0]]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    # backward reads the output's gradient and the input, writes the input's gradient: twice the forward traffic
+    return dict(flops=fc.get_total_flops() / 8, least=3 * 4 * stage[0] / 8, executed=3 * 4 * layer[0] / 8)
+
+
+def bandwidth(device: str) -> float:
+    "Bytes per second of a large device-to-device copy (read + write)."
+    n = 1 << 27
+    a, b = torch.empty(n, device=device), torch.empty(n, device=device)
+    for _ in range(2):
+        b.copy_(a)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(5):
+        b.copy_(a)
+    sync(device)
+    return 5 * 2 * 4 * n / (time.perf_counter() - t)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def rate(device: str, bs: int, steps: int, k: int = 1, channels_last=False, bf16=False, compile=False) -> float:
+    "Training images per second (members x batch) of the model, fused K times when k > 1, in a plain loop."
+    torch.manual_seed(0)
+    members = [pooled_cnn(CHANNELS, 2, pool="max") for _ in range(k)]
+    model = (Fused(members) if k > 1 else members[0]).to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(bs, k, 224, 224, device=device).to(memory_format=fmt)
+    y = torch.randint(0, 2, (bs, k) if k > 1 else (bs,), device=device)
+    run = torch.compile(model) if compile else model
+    amp = torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def step():
+        with amp:
+            out = run(x)
+            loss = F.cross_entropy(out.flatten(0, 1) if k > 1 else out, y.flatten())
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    for _ in range(3):
+        step()  # warm-up: compilation, autotuning, allocations
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps * bs * k / (time.perf_counter() - t)
+
+
+def parser() -> Parser:
+    p = Parser(prog="roofline.py", description="a training step of the full pooling profile against the limits")
+    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--steps", type=positive_int, default=None, help="timed steps per setting (cpu 3, cuda 100)")
+    p.add_argument("--bs", type=positive_int, default=64, help="batch size (the study's)")
+    p.add_argument("--k", type=positive_int, default=None, help="members of the fused setting (cpu 4, cuda 32)")
+    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/roofline_<device>.md)")
+    return p
+
+
+def main(a) -> None:
+    device = a.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device: cuda asked for but no CUDA GPU is visible")
+    steps, k = a.steps or (3 if device == "cpu" else 100), a.k or (4 if device == "cpu" else 32)
+    if device == "cpu":
+        torch.set_num_threads(RUN_THREADS)  # as a sweep's runs compute
+    else:
+        torch.backends.cudnn.deterministic = True  # fastai's set_seed(reproducible=True), as the sweep runs
+    c = counts(pooled_cnn(CHANNELS, 2, pool="max"))
+    bw = bandwidth(device)
+    limit = bw / c["least"]
+    settings = {"fp32 (the sweep's)": {}, "channels_last": dict(channels_last=True), "bf16 autocast": dict(bf16=True),
+                "torch.compile": dict(compile=True), f"{k} members fused": dict(k=k),
+                f"{k} members fused, channels_last + bf16": dict(k=k, channels_last=True, bf16=True)}
+    rates = {name: rate(device, a.bs, steps, **kw) for name, kw in settings.items()}
+    base = rates["fp32 (the sweep's)"]
+    best = max(rates, key=rates.get)
+    text = "\n".join([
+        "# Benchmark: a training step of the full pooling profile against the device's limits", "",
+        f"**Result:** on {device_name(device)}, the sweep's step trains {base:,.0f} images/s, "
+        f"{base / limit:.1%} of the {limit:,.0f} images/s its memory bandwidth allows; best setting {best}: "
+        f"{rates[best]:,.0f} images/s ({rates[best] / base:.2f}x, {rates[best] / limit:.1%} of the bound).", "",
+        *benchmark_provenance(f"python benchmarks/roofline.py --device {device} --steps {steps} --bs {a.bs} --k {k}",
+                              MEASURES),
+        f"- work: pooled_cnn {CHANNELS} + max head, {a.bs} x 1 x 224 x 224 per member, AdamW, a plain loop, {steps} "
+        "steps after 3 warm-up steps" + (f", {RUN_THREADS} thread" if device == "cpu" else ""), "",
+        "| per image | forward + backward |", "|---|---|",
+        f"| FLOPs | {c['flops'] / 1e6:,.1f} M |",
+        f"| bytes at the least (each stage's input and output once) | {c['least'] / 1e6:,.1f} MB |",
+        f"| bytes layer by layer (conv, BN, ReLU each read and write) | {c['executed'] / 1e6:,.1f} MB |",
+        f"| arithmetic intensity at the least | {c['flops'] / c['least']:.2f} FLOP/byte |", "",
+        f"Measured bandwidth (a copy of 512 MB): {bw / 1e9:,.1f} GB/s, so at most {limit:,.0f} images/s.", "",
+        "| setting | images/s | vs the sweep's | fraction of the bandwidth bound |", "|---|---|---|---|",
+        *[f"| {n} | {r:,.0f} | {r / base:.2f}x | {r / limit:.1%} |" for n, r in rates.items()], ""])
+    write_benchmark(text, Path(a.out or f"results/benchmarks/roofline_{device}.md"))
+
+
+if __name__ == "__main__":
+    sys.exit(script(parser(), main))
