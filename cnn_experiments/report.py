@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,8 +138,14 @@ def write_index(results: Path) -> Path:
 BLOCK = ("<!-- results: written by `cnn-exp report` and the benchmarks; do not edit by hand -->", "<!-- /results -->")
 
 
+def verdicts_of(summary: Path) -> str:
+    "A summary's verdicts, from its '**<claim> is <verdict>.**' lines: 'C6 contradicted'."
+    found = re.findall(r"^\*\*(.+?) is (.+?)\.\*\*$", summary.read_text(), re.M)
+    return "; ".join(f"{claim} {word}" for claim, word in found) or "(no verdict)"
+
+
 def update_readme(readme: Path, results: Path) -> None:
-    "Rewrite the README's results block: the pooling headline, each experiment's finding, the benchmarks."
+    "Rewrite the README's results block: the pooling headline, each experiment's verdict, the benchmarks."
     rel = results.name
     lines = [BLOCK[0]]
     pooling = best_summary(results / "pooling") if (results / "pooling").is_dir() else None
@@ -146,18 +153,18 @@ def update_readme(readme: Path, results: Path) -> None:
         profile = pooling.stem.split("_", 1)[1]
         lines += [f"**Headline** ([pooling study, {profile} profile]({rel}/pooling/{pooling.name})): "
                   f"{finding_of(pooling)}", ""]
-    lines += ["| experiment | profile | finding |", "|---|---|---|"]
+    lines += ["| experiment | profile | verdict |", "|---|---|---|"]
     for folder in sorted(p for p in results.iterdir() if p.is_dir()):
         s = best_summary(folder)
         if s:
             lines.append(f"| [{folder.name}]({rel}/{folder.name}/{s.name}) | {s.stem.split('_', 1)[1]} | "
-                         f"{finding_of(s)} |")
-    benches = sorted(results.glob("benchmarks/*.md")) + sorted(results.glob("*/benchmark_*.md"))
+                         f"{verdicts_of(s)} |")
+    benches = sorted(results.glob("benchmarks/*.md"))
     if benches:
-        lines += ["", "Benchmarks (each a ratio or error from one run of its command, on the device it names):", ""]
+        lines += ["", "Benchmarks, each from one run of its command on the device it names:", ""]
         for b in benches:
-            found = [ln for ln in b.read_text().splitlines() if ln.startswith(("**Result:**", FINDING))]
-            text = found[0].split(":**", 1)[1].strip() if found else "(no result line)"
+            found = [ln for ln in b.read_text().splitlines() if ln.startswith("**Result:**")]
+            text = found[0].split(":**", 1)[1].split(";")[0].strip().rstrip(".") if found else "(no result line)"
             lines.append(f"- [{b.stem}]({b.relative_to(results.parent)}): {text}")
     lines.append(BLOCK[1])
     text = readme.read_text()

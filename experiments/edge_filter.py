@@ -93,7 +93,8 @@ def learned(ctx) -> tuple[list[str], str]:
              "centred); top-edge only, or turned to any of four orientations (left, bottom and right edges).", "",
              f"Mean match over seeds: top-edge only {trained['top-edge only'].mean():.3f}, any orientation "
              f"{trained['any orientation'].mean():.3f}; at initialisation (any orientation) "
-             f"{runs[runs['setting'] == M.INIT]['edge_match'].mean():.3f}.", "", stats.markdown(table)]
+             f"{runs[runs['setting'] == M.INIT]['edge_match'].mean():.3f}.", "",
+             f"**C1's learned-kernel check is {word}.**", "", stats.markdown(table)]
     return lines, f"learned first-layer kernels match it better than at initialisation: {word}"
 
 

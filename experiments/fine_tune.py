@@ -29,9 +29,9 @@ TITLE = "fine_tune: a pretrained body vs training from scratch, by number of lab
 CLAIM = ("C4: a pretrained network fine-tuned with `Learner.fine_tune` beats training from scratch, most with "
          "few labels.")
 PROFILES = {
-    # minutes on a CPU: 128 px inputs (EfficientNet's 32x downsampling leaves a 4x4 map), one declared rate each
-    "quick": dict(seeds=2, per_class=(1, 5, 20, 50), px=128, search=False),
-    # the study on a CPU: the same sizes, every method's rate searched, 5 seeds
+    # minutes on a CPU: 64 px inputs (a 2x2 final map), one declared rate per method
+    "quick": dict(seeds=2, per_class=(1, 5, 20, 50), px=64, search=False),
+    # the study on a CPU: 128 px (EfficientNet's 32x downsampling leaves a 4x4 map), every method's rate searched
     "medium": dict(seeds=5, per_class=(1, 5, 20, 50), px=128, search=True),
     # fastbook's 224 px (a GPU's work)
     "full": dict(seeds=5, per_class=(1, 5, 20, 50), px=224, search=True),
@@ -147,8 +147,8 @@ def report(ctx) -> tuple[str, str]:
     body = "\n".join([
         f"Data: a fixed subset of the embedded MNIST training digits with every class equally often; 1,000 "
         f"held-out digits. EfficientNet-Lite0 (timm, fastai's `create_head(ps=0.5)`) sees the digits at {p['px']} "
-        "px, grey repeated to 3 channels, ImageNet-normalised (a 4x4 final map at 128 px, fastbook's 7x7 at 224 "
-        "px); simple_cnn sees its native 28 px. The verdict is about this transfer: ImageNet features on grey "
+        f"px, grey repeated to 3 channels, ImageNet-normalised (a {p['px'] // 32}x{p['px'] // 32} final map); "
+        "simple_cnn sees its native 28 px. The verdict is about this transfer: ImageNet features on grey "
         "digits.", "",
         "Methods: `fine_tune(epochs - f, base_lr, freeze_epochs=f)`: the head alone for f epochs (at least 8 steps), "
         "then every layer with discriminative rates (body base_lr/100), fastai's `train_bn` re-estimating the "
