@@ -8,9 +8,10 @@ $(VENV)/installed: pyproject.toml
 	touch $@
 
 .PHONY: run test
-run: $(VENV)/installed  ## the suite's main job: the pooling study, quick profile, on the embedded digits
-	$(BIN)/cnn-exp run pooling --profile quick
+run: $(VENV)/installed  ## the quick pooling study afresh, into .reproduce/, compared with the committed one
+	$(BIN)/cnn-exp reproduce
 
-test: $(VENV)/installed  ## lint, then the tests (no network, no GPU needed)
+test: $(VENV)/installed  ## lint, the tests (no network, no GPU), then: every committed report is what the code writes
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+	$(BIN)/cnn-exp check

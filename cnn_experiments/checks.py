@@ -85,14 +85,14 @@ def check(results: Path = Path("results")) -> list[str]:
 
 
 def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), name: str = "pooling",
-              profile: str = "quick") -> str:
+              profile: str = "quick", jobs: int | None = None) -> str:
     """Run `name`'s `profile` from scratch into `into` (git-ignored) and compare its verdict and numbers with the
     committed ones: one line."""
     from .cli import do_run
     from .report import finding_of
     from .store import Store
     shutil.rmtree(into, ignore_errors=True)
-    do_run(name, profile, results=into / "results")
+    do_run(name, profile, results=into / "results", jobs=jobs)
     fresh = Store(into / "results" / name / "runs.csv").read().rows
     committed = Store(results / name / "runs.csv").read().rows
     committed = committed[committed["profile"] == profile].drop_duplicates("run_id").set_index("run_id")

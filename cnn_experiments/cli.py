@@ -17,7 +17,8 @@ from pathlib import Path
 from . import report as R
 from .errors import UserError
 from .experiment import NAMES, get
-from .store import REQUIRED, Store, write_atomic
+from .files import write_atomic
+from .store import REQUIRED, Store
 from .sweep import run_sweep
 
 PROFILES = ("quick", "medium", "full")

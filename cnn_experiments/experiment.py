@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -32,7 +32,6 @@ class Experiment:
     keep: Callable[[Config, str], tuple[str, ...]] = lambda cfg, profile: ()  # state-dict entries a report draws
     label: Callable[[pd.DataFrame, str], pd.DataFrame] = lambda runs, profile: runs  # derived columns for tables
     needs_runs: bool = True  # edge_filter draws from the data alone
-    notes: tuple[str, ...] = field(default=())
 
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:

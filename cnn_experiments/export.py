@@ -26,7 +26,7 @@ def save(model: nn.Module | dict, path: Path | str, arch: str, vocab: list[str],
     "Write `path` (.safetensors: a model or its state dict) and its `.json` (arch, head, size, normalisation, vocab)."
     from safetensors.torch import save as to_bytes
 
-    from .store import write_atomic
+    from .files import write_atomic
     path = Path(path).with_suffix(".safetensors")
     state = model.state_dict() if isinstance(model, nn.Module) else model
     write_atomic(path, to_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}))

@@ -14,7 +14,8 @@ from . import folder as F
 from . import report as R
 from .config import PRETRAINED, Config
 from .errors import UserError
-from .store import Store, write_atomic
+from .files import write_atomic
+from .store import Store
 from .sweep import run_sweep
 
 CLAIM = ("C4 on your photos: a pretrained network fine-tuned with `Learner.fine_tune` beats the same network "

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .store import Store, write_atomic
+from .files import write_atomic
+from .store import Store
 
 FINDING = "**Finding:**"  # the summary line that results/README.md quotes
 WRITTEN = "- report: written"  # the one header line that changes when an unchanged report is written again

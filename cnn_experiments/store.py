@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from . import config as C
-from .errors import UserError
+from .files import StoreError, append_bytes, write_atomic
+from .lock import acquire, release
 from .probes import PROBES
 
 META = ("run_id", "cell_id", "profile")
@@ -43,10 +44,6 @@ RANGES = {  # column -> (lowest, highest, may be empty or NaN)
 INTEGERS = ("seed", "epochs_run", "fused")
 CURVE = ("run_id", "step", "epoch", "train_loss", "object_grad_share", "object_cell_share")
 MIN_FREE = 50 * 2**20  # bytes of free disk a sweep needs before it trains: rows, curves, weights, figures
-
-
-class StoreError(UserError):
-    "A results folder that cannot be used: busy, not writable, full, or a runs file without its columns."
 
 
 @dataclass
@@ -319,86 +316,6 @@ def _cell_of(r: dict, h: str, defaults: dict) -> str:
     if h in INTEGERS or (h in defaults and isinstance(defaults[h], int) and not isinstance(defaults[h], bool)):
         v = int(v)
     return cell(v)
-
-
-def append_bytes(path: Path, data: bytes) -> None:
-    "Append `data` whole or not at all: on an error the file is cut back to its old length."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    size = path.stat().st_size if path.exists() else 0
-    try:
-        with open(path, "ab") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.truncate(path, size)
-        raise StoreError(f"{path}: could not be written ({e.strerror or e}); nothing half-written is left, "
-                         "fix it and run the same command again") from None
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    "Write `path` whole: a temporary file then a rename, so a reader sees the old file or the new one."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StoreError(f"{path}: could not be written ({e.strerror or e}); the old file, if any, is unchanged")\
-            from None
-
-
-# ---- the folder's lock: an advisory lock the kernel drops when its holder dies, so none goes stale ----
-try:
-    import fcntl
-
-    def _try_lock(f) -> bool:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-except ImportError:  # Windows
-    import msvcrt
-
-    def _try_lock(f) -> bool:
-        try:
-            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-
-def acquire(folder: Path, command: str):
-    "Lock `folder` for this process, or raise StoreError naming the holder."
-    Store(folder / "runs.csv").check_writable(need=0)
-    path = folder / ".lock"
-    f = open(path, "a+")
-    if not _try_lock(f):
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise StoreError(f"{folder}: in use by {holder}; wait for it to finish or stop it, then run again")
-    f.seek(0)
-    f.truncate()
-    stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    f.write(f"pid {os.getpid()} ({command or 'cnn-exp'}) since {stamp}")
-    f.flush()
-    return f
-
-
-def release(f) -> None:
-    with contextlib.suppress(OSError):
-        f.seek(0)
-        f.truncate()
-    f.close()  # closing drops the lock
 
 
 def provenance() -> dict:

@@ -193,7 +193,8 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
     if diverged:  # a NaN model's accuracy is an artefact: the report shows the run as diverged instead
         metrics = {k: float("nan") for k in metrics}
     curve = next((cb.rows for cb in learn.cbs if isinstance(cb, TrainingCurve)), [])
-    state = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()
+             if folder or (keep and k.startswith(keep))}
     weights = {**extra, **{k: v for k, v in state.items() if keep and k.startswith(keep)}} or None
     return Result(dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs_run=epochs,
                        device=device_name(cfg.device)), curve, weights, state if folder else None)

@@ -47,8 +47,13 @@ def matched_width(task: str) -> float:
     "The stride-2 body's width (in steps of 0.05) whose multiply-accumulates come closest to the max-pool body's."
     base = TASKS[task][0]
     target = cost(base.replace(down="maxpool"))[1]
-    widths = [1 + 0.05 * i for i in range(61)]
-    return min(widths, key=lambda w: abs(cost(base.replace(width=round(w, 2)))[1] - target))
+    macs = cache(lambda i: cost(base.replace(width=round(1 + 0.05 * i, 2)))[1])
+    lo, hi = 0, 60  # the cost grows with the width: bisect for the first width at or above the target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if macs(mid) < target else (lo, mid)
+    best = min((i for i in (lo - 1, lo) if i >= 0), key=lambda i: abs(macs(i) - target))
+    return round(1 + 0.05 * best, 2)
 
 
 def arm_config(task: str, arm: str) -> Config:

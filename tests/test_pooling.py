@@ -70,7 +70,7 @@ def test_only_the_drawn_runs_keep_their_weights():
     assert {c.obj_size for c in kept} == {P.one_cell("medium")} and not P.keep(kept[0].replace(seed=1), "medium")
 
 
-TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4, 8), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
+TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4,), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
 
 
 def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tmp_path, capsys):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from cnn_experiments import store as S
+from cnn_experiments.files import write_atomic
 from cnn_experiments.store import Store, StoreError
 from cnn_experiments.sweep import run_sweep
 from tests.conftest import TINY
@@ -168,7 +169,7 @@ def test_a_figure_or_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatc
     target.write_text("old")
     monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))
     with pytest.raises(StoreError, match="could not be written \\(No space left\\); the old file"):
-        S.write_atomic(target, "new")
+        write_atomic(target, "new")
     assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
 
 

@@ -13,10 +13,9 @@ cells or the clutter's): the report's "why heads fail".
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from cnn_experiments import search as S
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
@@ -69,41 +68,23 @@ def cells(profile: str) -> dict[str, list[Config]]:
 
 def search(profile: str) -> list[Config]:
     "The declared search: every cell of every arm at every rate, seed 0, trained and scored on the search split."
-    lrs = PROFILES[profile]["lrs"]
-    if len(lrs) == 1:
-        return []  # one declared rate: nothing to choose
-    todo = {c.replace(lr=lr, split="search", probe=False) for arm in cells(profile).values() for c in arm
-            for lr in lrs}
+    todo = S.search_runs([c for arm in cells(profile).values() for c in arm], PROFILES[profile]["lrs"])
     return sorted(todo, key=lambda c: (c.canvas, c.obj_size, HEADS.index(c.pool), c.lr))
 
 
 def key(c) -> tuple:
-    "What a searched rate is chosen for: the cell without its rate."
+    "A cell of the study without its rate: (canvas, object size, head)."
     return (int(c.canvas), int(c.obj_size), str(c.pool))
 
 
-def chosen_lrs(profile: str, runs: pd.DataFrame | None) -> dict[tuple, float]:
-    """Per cell, the searched rate with the best search-split accuracy (then the lowest search-split loss, then
-    the lower rate); before the search has run, the declared grid's middle rate."""
-    lrs = PROFILES[profile]["lrs"]
-    out = {key(c): lrs[len(lrs) // 2] for cs in cells(profile).values() for c in cs}
-    wanted = {c.cell_id: c for c in search(profile)}
-    if runs is None or runs.empty or not wanted:
-        return out
-    best = {}
-    for cell_id, g in runs[runs["cell_id"].isin(wanted)].groupby("cell_id"):
-        c = wanted[cell_id]
-        acc, loss = g["accuracy"].mean(), g["valid_loss"].mean()
-        score = (acc if acc == acc else -1.0, -loss if loss == loss else -math.inf, -c.lr)  # diverged: last
-        if key(c) not in best or best[key(c)][0] < score:
-            best[key(c)] = (score, c.lr)
-    return {**out, **{k: lr for k, (_, lr) in best.items()}}
-
-
 def arms(profile: str, runs: pd.DataFrame | None = None) -> dict[str, list[Config]]:
-    "Each arm's cells with their chosen rates."
-    lr = chosen_lrs(profile, runs)
-    return {arm: [c.replace(lr=lr[key(c)]) for c in cs] for arm, cs in cells(profile).items()}
+    "Each arm's cells at their searched rates."
+    return {arm: S.choose(cs, PROFILES[profile]["lrs"], runs) for arm, cs in cells(profile).items()}
+
+
+def chosen_lrs(profile: str, runs: pd.DataFrame | None) -> dict[tuple, float]:
+    "Per cell (key), the rate the search chose."
+    return {key(c): c.lr for cs in arms(profile, runs).values() for c in cs}
 
 
 def grid(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
