@@ -139,10 +139,16 @@ def write_index(results: Path) -> Path:
 BLOCK = ("<!-- results: written by `cnn-exp report` and the benchmarks; do not edit by hand -->", "<!-- /results -->")
 
 
+CAVEAT = "**Caveat:**"  # a summary's line that the README quotes beside its verdict
+
+
 def verdicts_of(summary: Path) -> str:
-    "A summary's verdicts, from its '**<claim> is <verdict>.**' lines: 'C6 contradicted'."
-    found = re.findall(r"^\*\*(.+?) is (.+?)\.\*\*$", summary.read_text(), re.M)
-    return "; ".join(f"{claim} {word}" for claim, word in found) or "(no verdict)"
+    "A summary's verdicts, from its '**<claim> is <verdict>.**' lines ('C6 contradicted'), and its caveat."
+    text = summary.read_text()
+    found = re.findall(r"^\*\*(.+?) is (.+?)\.\*\*$", text, re.M)
+    caveat = [ln[len(CAVEAT):].strip() for ln in text.splitlines() if ln.startswith(CAVEAT)]
+    return ("; ".join(f"{claim} {word}" for claim, word in found) or "(no verdict)") + "".join(
+        f" ({c.rstrip('.')})" for c in caveat)
 
 
 def update_readme(readme: Path, results: Path) -> None:

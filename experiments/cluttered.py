@@ -82,6 +82,7 @@ def report(ctx) -> tuple[str, str]:
         f"from the 4,000 training digits, {p['n_scenes'] // 4} test scenes from the 1,000 held-out digits: {CAVEAT} "
         f"(15x fewer training digits). Body: stride-2 Conv-BN-ReLU stages {CHANNELS}; each cell of the final map "
         f"sees {receptive_field(len(CHANNELS))} px. fit_one_cycle({p['epochs']}), bs 64.", "",
+        f"{R.CAVEAT} {CAVEAT}: the comparison with the paper is of orders of magnitude, not a replication.", "",
         pd.DataFrame(rows).to_markdown(index=False), "", *verdict, "", "## Learning rate", "",
         (f"One declared rate, {p['lrs'][0]:g}." if len(p["lrs"]) == 1 else
          "Searched per benchmark and head on the search split (seed 0):"), "", lrs.to_markdown(index=False)])
