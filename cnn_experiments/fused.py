@@ -1,23 +1,26 @@
-"""K models of one shape trained as one module: grouped convolutions, each member its own channels.
+"""K runs of one body shape trained as one module: grouped convolutions, each member its own channels.
 
-The fused loss is the sum of the members' losses, so each member's parameters see only their own
-gradient; BatchNorm statistics are per channel, so per member; Adam is element-wise. K fused members
-therefore train as K separate runs would, in one pass per batch. Each member also gets its own batches,
-drawn in the order its own run would draw them (its seed's generator, continued after its init), so a
-member of a model without dropout repeats the run it stands for, to float rounding (a test checks).
-For these small networks the cost is per-batch overhead and kernels too narrow to fill the device
-(benchmarks/gpu_step.py: BatchNorm over 8 channels dominates a step), which fusion amortises K times.
+Members may differ by seed, pooling head and learning rate: a whole column of a grid in one model. The fused
+loss is the sum of the members' losses, so each member's parameters see only their own gradient; BatchNorm
+statistics are per channel, so per member; Adam is element-wise, and each member's elements step at its own
+rate. K fused members therefore train as K separate runs would, in one pass per batch. Each member also gets
+its own batches, drawn in the order its own run would draw them (its seed's generator, continued after its
+init), so a member of a model without dropout repeats the run it stands for, to float rounding (a test
+checks). For these small networks the cost is per-batch overhead and kernels too narrow to fill the device
+(benchmarks/roofline.py), which fusion amortises K times.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from fastai.callback.progress import ProgressCallback
 from fastai.data.core import DataLoaders
+from fastai.optimizer import Optimizer, average_grad, average_sqr_grad, debias, step_stat
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
 from torch import nn
@@ -36,6 +39,35 @@ ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to sta
 def fusable(cfg: Config) -> bool:
     "Whether runs of this config can train fused: an architecture Fused stacks, on tensors."
     return cfg.arch in ARCHS and cfg.data != "folder"
+
+
+MAY_DIFFER = ("seed", "pool", "lr", "probe")  # what members of one fused model may differ by
+
+
+def group_key(cfg: Config) -> str:
+    "Runs with the same key can train as one fused model: the same body, data and schedule."
+    if cfg.arch != "pooled_cnn":  # simple_cnn has no head to differ by
+        return cfg.cell_id
+    return cfg.replace(pool="avg", lr=1.0, probe=False).cell_id
+
+
+def scaled_weight_decay(p, lr, wd, do_wd=True, **kwargs):
+    "fastai's decoupled weight decay, at each member's own rate."
+    if do_wd and wd != 0:
+        p.data.mul_(1 - lr * wd * p.lr_scale)
+
+
+def scaled_adam_step(p, lr, mom, step, sqr_mom, grad_avg, sqr_avg, eps, **kwargs):
+    "fastai's Adam step, at each member's own rate."
+    debias1, debias2 = debias(mom, 1 - mom, step), debias(sqr_mom, 1 - sqr_mom, step)
+    p.data.addcdiv_(grad_avg * p.lr_scale, (sqr_avg / debias2).sqrt() + eps, value=-lr / debias1)
+    return p
+
+
+def member_adam(params, lr, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01, decouple_wd=True) -> Optimizer:
+    "fastai's Adam (its defaults) for members of their own rates: every parameter carries `lr_scale`."
+    cbs = [scaled_weight_decay, partial(average_grad, dampening=True), average_sqr_grad, step_stat, scaled_adam_step]
+    return Optimizer(params, cbs, lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd)
 
 
 def _fuse_layer(parts: list[nn.Module], k: int) -> nn.Module:
@@ -75,26 +107,53 @@ class FusedLinear(nn.Module):
         return torch.einsum("bkf,kof->bko", x, self.weight) + self.bias
 
 
+class FusedHead(nn.Module):
+    "The pooling heads (pool, Flatten, Dropout, Linear) of K members that pool alike: (B, K, C, h, w) -> (B, K, n)."
+    def __init__(self, heads: list[nn.Sequential]):
+        super().__init__()
+        pool, _, drop, lin = heads[0]
+        self.k = len(heads)
+        self.pool = FusedGeM(self.k) if isinstance(pool, GeMPool2d) else copy.deepcopy(pool)
+        self.drop = copy.deepcopy(drop)
+        self.linear = FusedLinear(self.k, lin.in_features, lin.out_features)
+        _copy_in(self, heads)
+
+    def forward(self, f):
+        if isinstance(self.pool, FusedGeM):
+            z = self.pool(f)
+        else:  # a pooling without parameters, applied to each member's channels as its own
+            b = f.shape[0]
+            z = self.pool(f.reshape(b * self.k, *f.shape[2:])).reshape(b, self.k, -1)
+        return self.linear(self.drop(z))
+
+
+def _kind(head: nn.Sequential) -> tuple:
+    "What a pooling head is, for grouping: its pooling layer's type and settings."
+    pool = head[0]
+    return type(pool).__name__, getattr(pool, "r", None)
+
+
 class Fused(nn.Module):
-    """K members of one architecture (pooled_cnn or simple_cnn) as one module. Input (B, K, H, W), member k's
-    batch in channel k, or (B, 1, H, W) shared by all; output (B, K, n_out). Starts from the members' weights."""
+    """K members of one body (pooled_cnn, whose heads may differ, or simple_cnn) as one module. Input (B, K, H, W),
+    member k's batch in channel k, or (B, 1, H, W) shared by all; output (B, K, n_out). Starts from the members'
+    weights."""
     def __init__(self, members: list[nn.Sequential]):
         super().__init__()
         self.k = k = len(members)
-        self.template = [copy.deepcopy(members[0])]  # a list: not a submodule, no parameters of its own
         m0 = members[0]
         self.pooled = isinstance(m0[-1], nn.Sequential) and isinstance(m0[-1][-1], nn.Linear)
         if self.pooled:  # body, then head = pool, Flatten, Dropout, Linear
-            pool, _, drop, lin = m0[1]
             self.body = _fuse_layer([m[0] for m in members], k)
-            self.pool = FusedGeM(k) if isinstance(pool, GeMPool2d) else copy.deepcopy(pool)
-            self.drop = copy.deepcopy(drop)
-            self.linear = FusedLinear(k, lin.in_features, lin.out_features)
+            _copy_in(self.body, [m[0] for m in members])
+            kinds = [_kind(m[1]) for m in members]
+            self.groups = [[i for i in range(k) if kinds[i] == kind] for kind in dict.fromkeys(kinds)]
+            self.heads = nn.ModuleList([FusedHead([members[i][1] for i in g]) for g in self.groups])
+            self.register_buffer("order", torch.argsort(torch.tensor(sum(self.groups, []))), persistent=False)
         else:  # conv stages whose last gives the logits at 1x1, then Flatten
             self.body = _fuse_layer([m[:-1] for m in members], k)
-        with torch.no_grad():
-            for fused, parts in zip(self.state_dict().values(), zip(*[m.state_dict().values() for m in members])):
-                fused.copy_(_join(parts, fused.shape))
+            _copy_in(self.body, [m[:-1] for m in members])
+            self.groups = [list(range(k))]
+        self.templates = [copy.deepcopy(members[g[0]]) for g in self.groups]  # a list: no parameters of its own
 
     def forward(self, x):
         if x.shape[1] == 1:
@@ -103,19 +162,42 @@ class Fused(nn.Module):
         b = f.shape[0]
         if not self.pooled:
             return f.reshape(b, self.k, -1)
-        if isinstance(self.pool, FusedGeM):
-            z = self.pool(f.view(b, self.k, -1, *f.shape[-2:]))
-        else:  # a pooling without parameters, applied to each member's channels as its own
-            z = self.pool(f.reshape(b * self.k, -1, *f.shape[-2:])).reshape(b, self.k, -1)
-        return self.linear(self.drop(z))
+        f = f.view(b, self.k, -1, *f.shape[-2:])
+        if len(self.groups) == 1:
+            return self.heads[0](f)
+        out = torch.cat([head(f[:, g]) for g, head in zip(self.groups, self.heads)], dim=1)
+        return out[:, self.order]  # back in the members' order
 
     def member(self, i: int) -> nn.Sequential:
         "Member i as a model of its own, with its current weights."
-        m = copy.deepcopy(self.template[0]).to(next(self.parameters()).device)
+        j = next(j for j, g in enumerate(self.groups) if i in g)
+        m = copy.deepcopy(self.templates[j]).to(next(self.parameters()).device)
         with torch.no_grad():
-            for fused, own in zip(self.state_dict().values(), m.state_dict().values()):
+            body = m[0] if self.pooled else m[:-1]
+            for fused, own in zip(self.body.state_dict().values(), body.state_dict().values()):
                 own.copy_(_part(fused, own.shape, i, self.k))
+            if self.pooled:
+                for fused, own in zip(self.heads[j].state_dict().values(), m[1].state_dict().values()):
+                    own.copy_(_part(fused, own.shape, self.groups[j].index(i), len(self.groups[j])))
         return m
+
+    def member_rates(self, lrs: list[float]) -> float:
+        "Give every parameter its members' learning rates, relative to the highest; return that rate."
+        top = max(lrs)
+        parts = [(self.body, list(range(self.k)))] + ([*zip(self.heads, self.groups)] if self.pooled else [])
+        for module, members in parts:
+            rates = torch.tensor([lrs[i] / top for i in members])
+            for p in module.parameters():
+                per = p.shape[0] // len(members)  # parameters stack the members along their first dimension
+                p.lr_scale = rates.repeat_interleave(per).view(-1, *[1] * (p.dim() - 1)).to(p.device, p.dtype)
+        return top
+
+
+def _copy_in(fused: nn.Module, parts: list[nn.Module]) -> None:
+    "The members' weights into the fused module's, tensor by tensor in state-dict order."
+    with torch.no_grad():
+        for f, own in zip(fused.state_dict().values(), zip(*[m.state_dict().values() for m in parts])):
+            f.copy_(_join(own, f.shape))
 
 
 def _join(parts, shape) -> torch.Tensor:
@@ -152,16 +234,16 @@ def fused_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def learner(cfgs) -> Learner:
-    "A Learner training the configs `cfgs` (one cell, different seeds) as one fused model."
+    "A Learner training the configs `cfgs` (one body and data; seeds, heads and rates may differ) as one model."
     c0 = cfgs[0]
     for c in cfgs:
         c.check()
-        if c.cell_id != c0.cell_id or c.device != c0.device:
-            raise UserError("fuse: members must share every field but the seed")
+        if group_key(c) != group_key(c0) or c.device != c0.device:
+            raise UserError(f"fuse: members must share every field but {', '.join(MAY_DIFFER)}")
     if not fusable(c0):
         raise UserError(f"fuse: arch {c0.arch!r} cannot be fused; these can: {', '.join(ARCHS)}")
-    if len({c.seed for c in cfgs}) < len(cfgs):
-        raise UserError("fuse: members need different seeds")
+    if len({c.run_id for c in cfgs}) < len(cfgs):
+        raise UserError("fuse: members must be different runs")
     t = tensors(c0)
     xt, yt, xv, yv, n_out = t.x_train, t.y_train, t.x_valid, t.y_valid, t.n_out
     members, gens = [], []
@@ -171,8 +253,14 @@ def learner(cfgs) -> Learner:
         gens.append(torch.Generator().set_state(torch.get_rng_state()))  # ... and the same batch order after it
     dls = DataLoaders(FusedLoader(xt, yt, c0.bs, gens, c0.device),
                       D.TensorLoader(xv, yv, c0.bs * 2, device=c0.device), device=c0.device)
-    learn = Learner(dls, Fused(members).to(c0.device), loss_func=fused_loss, wd=c0.wd)
+    model = Fused(members).to(c0.device)
+    rates = {}
+    if len({c.lr for c in cfgs}) > 1:  # one fit at the highest rate; each member's elements scaled to its own
+        top = model.member_rates([c.lr for c in cfgs])
+        rates = dict(opt_func=member_adam)
+    learn = Learner(dls, model, loss_func=fused_loss, wd=c0.wd, **rates)
     learn.n_out, learn.logger = n_out, noop
+    learn.fit_config = c0.replace(lr=top) if rates else c0
     without_host_sync(learn)
     speedups(learn, c0)
     learn.remove_cb(ProgressCallback)
@@ -199,7 +287,7 @@ def run(cfgs, keep: tuple[str, ...] = ()) -> list[Result]:
     with pinned_threads(cfgs[0].device):
         learn = learner(cfgs)
         t0 = time.perf_counter()
-        fit(learn, cfgs[0])
+        fit(learn, learn.fit_config)
         seconds = (time.perf_counter() - t0) / len(cfgs)
         out = []
         for i, m in enumerate(evaluate(learn)):

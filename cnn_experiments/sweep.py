@@ -3,7 +3,8 @@
     from cnn_experiments.sweep import run_sweep; run_sweep([Config(seed=s) for s in range(3)], "results/x/runs.csv")
 
 A sweep run again skips every config whose `run_id` is already in the runs file (whatever device made it).
-With `fuse` > 1, runs of one cell that differ only by seed train up to `fuse` at a time as one fused model.
+With `fuse` > 1, runs of one body and data that differ by seed, pooling head or learning rate train up to
+`fuse` at a time as one fused model.
 """
 from __future__ import annotations
 
@@ -70,13 +71,14 @@ def run_sweep(configs: list[Config], store: Store | Path | str, profile: str = "
 
 
 def units(todo: list[Config], fuse: int, keep: Keep | None = None) -> list[executors.Unit]:
-    "The work, in grid order: runs alone, or up to `fuse` seeds of one cell together where the arch fuses."
+    """The work, in grid order: runs alone, or up to `fuse` runs together where the arch fuses: runs of one body,
+    data and schedule, which may differ by seed, pooling head and learning rate (fused.group_key)."""
     kept = (lambda c: keep(c) or ()) if keep else (lambda c: ())
     if fuse <= 1:
         return [([c], kept(c)) for c in todo]
     cells: dict[str, list[Config]] = {}
     for c in todo:
-        cells.setdefault(c.cell_id, []).append(c)
+        cells.setdefault(fused.group_key(c), []).append(c)
     out = []
     for group in cells.values():
         size = fuse if fused.fusable(group[0]) else 1

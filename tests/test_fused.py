@@ -57,10 +57,10 @@ def test_a_fused_member_repeats_its_own_run(cfg):
     assert abs(fused.evaluate(learn)[1]["train_loss"] - alone[1]["train_loss"]) > 5e-4
 
 
-def test_only_seeds_may_differ_inside_a_fused_group():
-    with pytest.raises(UserError, match="share every field but the seed"):
-        fused.learner([Config(lr=0.1), Config(lr=0.2, seed=1)])
-    with pytest.raises(UserError, match="different seeds"):
+def test_only_seeds_heads_and_rates_may_differ_inside_a_fused_group():
+    with pytest.raises(UserError, match="share every field but seed, pool, lr, probe"):
+        fused.learner([Config(bs=32), Config(bs=64, seed=1)])
+    with pytest.raises(UserError, match="different runs"):
         fused.learner([Config(), Config()])
     with pytest.raises(UserError, match="cannot be fused"):
         fused.learner([Config(arch="fastai_head"), Config(arch="fastai_head", seed=1)])
@@ -71,3 +71,23 @@ def test_a_fused_member_keeps_its_weights_and_probes():
                    lr=3e-3, probe=True, seed=s) for s in (0, 1)]
     r = fused.run(cfgs, keep=("1.",))
     assert set(r[0].weights) == {"1.3.weight", "1.3.bias"} and "probe_max" in r[1].metrics
+
+
+def test_members_that_differ_by_head_and_rate_repeat_their_own_runs():
+    base = Config(data="scenes", arch="pooled_cnn", canvas=32, channels=(8, 16), n_scenes=256, epochs=1, bs=32)
+    cfgs = [base.replace(pool="concat", lr=3e-3, seed=1), base.replace(pool="gem", lr=1e-3, seed=1),
+            base.replace(pool="concat", lr=1e-3, seed=2), base.replace(pool="max", lr=3e-3, seed=1)]
+    together = [r.metrics for r in fused.run(cfgs)]
+    for c, m in zip(cfgs, together):
+        alone = train.run(c)
+        for k in ("train_loss", "valid_loss"):
+            assert m[k] == pytest.approx(alone[k], abs=2e-5), (c.pool, c.lr, k)
+
+
+def test_a_sweep_fuses_a_column_of_a_grid():
+    from cnn_experiments.sweep import units
+    base = Config(data="scenes", arch="pooled_cnn", canvas=32, channels=(8, 16), n_scenes=256)
+    grid = [base.replace(pool=p, lr=lr, seed=s) for p in ("avg", "max") for lr in (1e-3, 1e-2) for s in (0, 1)]
+    other = base.replace(obj_size=16)  # other data: another model
+    work = units(grid + [other], fuse=8)
+    assert [len(cfgs) for cfgs, _ in work] == [8, 1]
