@@ -56,8 +56,9 @@ def stale_summaries(results: Path) -> list[str]:
 def stale_benchmarks(results: Path) -> list[str]:
     "Each benchmark report whose code revision is older than the last change to the code it measures."
     root = results.resolve().parent
-    if subprocess.run(["git", "rev-parse"], cwd=root, capture_output=True).returncode:
-        return []  # not a git checkout: nothing to compare with
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=root, capture_output=True, text=True)
+    if shallow.returncode or shallow.stdout.strip() != "false":
+        return []  # not a git checkout, or one without its history: nothing to compare with
     problems = []
     for report in sorted(results.glob("benchmarks/*.md")):
         text = report.read_text()
