@@ -162,16 +162,22 @@ def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
     early = curves[(curves["step"] > 0) & (curves["step"] <= 8)]
     share = early.groupby("pool")["object_grad_share"].median()
     even = curves["object_cell_share"].median()
-    failed = g[~g["learned"]]
     lines = ["in the first 8 steps, the median share of the loss's gradient on the final map that reaches the "
              "object's cells: " + ", ".join(f"{h} {share[h]:.3f}" for h in HEADS if h in share)
              + f" (an even spread gives the object's share of the cells, {even:.3f})"]
+    by = early.groupby(["pool", "learned"])["object_grad_share"].median().unstack()
+    both = {True, False} <= set(by.columns)
+    mixed = [h for h in HEADS if both and h in by.index and by.loc[h].notna().all()]
+    if mixed:
+        lines.append("heads whose seeds split, early share in the runs that learn vs those that do not: "
+                     + ", ".join(f"{h} {by.loc[h, True]:.3f} vs {by.loc[h, False]:.3f}" for h in mixed))
+    failed = g[~g["learned"]]
     if len(failed):
         fl = failed.groupby("pool")["train_loss"].median()
+        fits = (fl < LN2 * 0.9).any()
         lines.append("runs that do not learn end at a median train loss of "
-                     + ", ".join(f"{h} {fl[h]:.3f}" for h in HEADS if h in fl)
-                     + f" (chance {LN2}): below chance, they fit the training scenes without finding the object"
-                     if (fl < LN2 * 0.9).any() else f" (chance {LN2})")
+                     + ", ".join(f"{h} {fl[h]:.3f}" for h in HEADS if h in fl) + f" (chance {LN2})"
+                     + (": below chance, they fit the training scenes without finding the object" if fits else ""))
     return ["## Why heads fail", "",
             f"At {size / cell_px(ctx.profile):g} cells ({int(size)} px). Left: the smoothed training loss of "
             "every run, by head, solid if the run learns. Right: the share of the gradient on the final feature "
