@@ -104,14 +104,16 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
         profile = str(runs["profile"].iloc[-1]) if len(runs) else next(iter(exp.profiles))
     exp.check_profile(profile)
     runs = runs[runs["profile"] == profile]
-    cells = {c.cell_id for c in exp.grid(profile, runs) + exp.search(profile)}
-    runs = R.one_per_seed(runs[runs["cell_id"].isin(cells)])
+    grid, search = exp.grid(profile, runs), exp.search(profile)
+    runs = R.one_per_seed(runs[runs["cell_id"].isin({c.cell_id for c in grid + search})])
     if exp.needs_runs and runs.empty:
         raise UserError(f"report: no {profile} runs of {name} in {store.path}; "
                         f"run `cnn-exp run {name} --profile {profile}` first")
+    expected = {(c.cell_id, s) for c in grid for s in range(exp.seeds(profile))} | {(c.cell_id, c.seed) for c in search}
+    status = R.status(name, profile, expected, set(zip(runs["cell_id"], runs["seed"].astype(int))))
     labelled = exp.label(runs, profile)
     comparisons = exp.comparisons(profile)
-    table = stats.compare(labelled, comparisons) if comparisons and not runs.empty else None
+    table = stats.compare(labelled, comparisons, partial=bool(status)) if comparisons else None
     out = results / name
     ctx = R.Context(labelled, store, out, profile, table, results)
     body, finding = exp.report(ctx)
@@ -121,7 +123,8 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     on_gpu = not runs["device"].astype(str).str.startswith("cpu").all() if len(runs) else False
     fuse = int(runs["fused"].max()) if "fused" in runs and runs["fused"].notna().any() else 1
     cmd = command(name, profile, n, exp.seeds(profile), "cuda" if on_gpu else "cpu", fuse)
-    text = R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n{body}\n"
+    text = (R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n"
+            + ("\n".join(status) + "\n" if status else "") + f"{body}\n")
     # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
     write_atomic(out / f"summary_{profile}.md", text)
     write_atomic(out / "summary.md", text)

@@ -108,9 +108,24 @@ def devices(runs: pd.DataFrame) -> str:
 PROFILE_ORDER = ("full", "medium", "quick")  # the index quotes the most thorough profile present
 
 
+INCOMPLETE = "## Status: the grid is not complete"
+
+
 def best_summary(folder: Path) -> Path | None:
+    "The most thorough profile's summary, a complete grid's before an incomplete one's."
     found = [folder / f"summary_{p}.md" for p in PROFILE_ORDER if (folder / f"summary_{p}.md").exists()]
-    return found[0] if found else None
+    complete = [f for f in found if INCOMPLETE not in f.read_text()]
+    return (complete or found or [None])[0]
+
+
+def status(name: str, profile: str, expected: set, made: set) -> list[str]:
+    "A report's status section when some of the grid's runs are not made yet (none when all are)."
+    missing = expected - made
+    if not missing:
+        return []
+    return [INCOMPLETE, "", f"{len(expected) - len(missing)} of {len(expected)} runs are made. `cnn-exp run {name} "
+            f"--profile {profile}` makes the rest (it resumes). What follows reads the runs made; a comparison "
+            "without runs yet is indicative.", ""]
 
 
 def finding_of(summary: Path) -> str:
@@ -209,7 +224,9 @@ def save_fig(fig, path: Path) -> str:
     return f"![{path.stem}]({path.name})"
 
 
-def verdict_section(table: pd.DataFrame, claim: str) -> tuple[str, list[str]]:
+def verdict_section(table: pd.DataFrame | None, claim: str) -> tuple[str, list[str]]:
     "The claim's verdict (stats.verdict) and the markdown of its declared comparisons."
+    if table is None:
+        return "not tested yet", ["## Verdict", "", "No runs yet."]
     word = stats.verdict(table)
     return word, ["## Verdict", "", f"**{claim} is {word}.**", "", stats.markdown(table)]

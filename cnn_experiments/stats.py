@@ -116,9 +116,11 @@ def _mask(runs: pd.DataFrame, arm: Mapping[str, object]) -> np.ndarray:
     return mask
 
 
-def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float = ALPHA) -> pd.DataFrame:
-    "The verdict table of a claim: one row per comparison, in order (columns: COLUMNS)."
-    rows = [_measure(runs, c) for c in comparisons]
+def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float = ALPHA,
+            partial: bool = False) -> pd.DataFrame:
+    """The verdict table of a claim: one row per comparison, in order (columns: COLUMNS). With `partial` (a grid
+    not yet complete), a comparison whose arm has no runs yet is an indicative row of no numbers."""
+    rows = [_measure(runs, c) if not partial or _all_arms(runs, c) else _unmeasured(c) for c in comparisons]
     family = np.array([min(r["n_a"], r["n_b"], r.get("seeds", r["n_a"])) >= MIN_SEEDS for r in rows], dtype=bool)
     p_adj, p_equiv_adj = _holm([r["p"] for r in rows], family), _holm([r["p_equiv"] for r in rows], family)
     each = alpha / max(1, int(family.sum()))  # Bonferroni: the level Holm uses for its first step
@@ -146,6 +148,17 @@ def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
         numbers = _differences(d, c.margin, c.test) | {"dropped": dropped}
     return {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
             **numbers}
+
+
+def _all_arms(runs: pd.DataFrame, c: Comparison) -> bool:
+    arms = [c.a] + ([] if c.one_sample else [c.b]) + ([c.c, c.d] if c.c is not None else [])
+    return all(_mask(runs, arm).any() for arm in arms)
+
+
+def _unmeasured(c: Comparison) -> dict:
+    return {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
+            "n_a": 0, "n_b": 0, "dropped": 0, "effect": NAN, "ci_lo": NAN, "ci_hi": NAN, "p": NAN, "p_equiv": NAN,
+            "kind": "one", "scale": NAN}
 
 
 def _arm(runs: pd.DataFrame, c: Comparison, which: str) -> tuple[np.ndarray, np.ndarray]:

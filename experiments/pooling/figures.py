@@ -16,7 +16,7 @@ def share_by_size(thr: pd.DataFrame, profile: str):
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     sizes = sorted(thr["cells"].unique())
     for i, h in enumerate(HEADS):
-        g = thr[thr["pool"] == h].groupby("cells")["learned"].agg(["sum", "count"]).reindex(sizes)
+        g = thr[thr["pool"] == h].groupby("cells")["learned"].agg(["sum", "count"]).reindex(sizes).fillna(0)
         est = [stats.share_interval(int(k), int(n)) for k, n in zip(g["sum"], g["count"])]
         share, lo, hi = (np.array(v) for v in zip(*est))
         x = np.array(sizes) * (1 + 0.012 * (i - 2.5))  # side by side, not on top of each other

@@ -257,13 +257,14 @@ def finding(table: pd.DataFrame, thr: pd.DataFrame, profile: str, word: str) -> 
         return f"C6 {word}: no runs yet."
     r = table.iloc[0]
     n = int(r["n_a"])
+    effect = f"{r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}] ({n} paired seeds)" if n else "not run yet"
     shares = thr.groupby("pool")["learned"].agg(["sum", "count"])
     k = {h: f"{int(shares.loc[h, 'sum'])}/{int(shares.loc[h, 'count'])}" for h in ("avg", "max", "concat")
          if h in shares.index}
     side = map_side(profile)
     return (f"with the bear in one cell of a {side}x{side} map ({cell_px(profile)} px in "
             f"{PROFILES[profile]['canvas']} px scenes), max minus avg pooling's held-out accuracy is "
-            f"{r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}] ({n} paired seeds); runs that learn over "
+            f"{effect}; runs that learn over "
             f"the threshold sizes: " + ", ".join(f"{h} {v}" for h, v in k.items())
             + f" ({profile} profile): C6 {word}.")
 
