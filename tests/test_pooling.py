@@ -89,3 +89,9 @@ def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tm
     again = (out / "summary_quick.md").read_text()
     assert [ln for ln in again.splitlines() if not ln.startswith("- report:")] == \
            [ln for ln in text.splitlines() if not ln.startswith("- report:")]
+    rows = (out / "runs.csv").read_text().splitlines()
+    (out / "runs.csv").write_text("\n".join(r for r in rows if ",max," not in r) + "\n")  # max not run yet
+    assert cli.main(["report", "pooling", "--profile", "quick", "--results", str(tmp_path)]) == 0
+    partial = (out / "summary_quick.md").read_text()
+    assert "## Status: the grid is not complete" in partial and "not run yet" in partial
+    assert "| max - avg, accuracy, object of one cell | paired t | 0 pairs |" in partial

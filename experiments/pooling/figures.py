@@ -37,7 +37,7 @@ def share_by_size(thr: pd.DataFrame, profile: str):
 def accuracy_by_map(s: pd.DataFrame, profile: str):
     fig, ax = plt.subplots(figsize=(7, 4.3))
     maps = sorted(s["map"].unique())
-    for h in DILUTION_HEADS:
+    for h in [h for h in DILUTION_HEADS if (s["pool"] == h).any()]:
         d = s[s["pool"] == h].set_index("map").reindex(maps)
         ax.errorbar(maps, d["mean"], yerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], marker="o", capsize=3,
                     label=h, lw=2)

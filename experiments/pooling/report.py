@@ -93,7 +93,8 @@ def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
     s["cell"] = [R.fmt(m, h, 3, int(d)) + f" (learn {int(k)}/{int(n)})" for m, h, d, k, n in zip(
         s["mean"], s["ci"], s["diverged"],
         dil.groupby(["map", "pool"], sort=False)["learned"].sum(), dil.groupby(["map", "pool"], sort=False).size())]
-    t = s.pivot(index="map", columns="pool", values="cell")[list(DILUTION_HEADS)]
+    t = s.pivot(index="map", columns="pool", values="cell").reindex(columns=list(DILUTION_HEADS))
+    t = t.astype(object).where(t.notna(), "not run")
     t.index = [f"{m}x{m} ({m * cell_px(profile)} px scene; the bear covers {share_of_map(m, profile):.1%})"
                for m in t.index]
     fig = ctx.figure(figures.accuracy_by_map(s, profile), f"{profile}_dilution.png")
