@@ -116,7 +116,9 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     table = stats.compare(labelled, comparisons, partial=bool(status)) if comparisons else None
     out = results / name
     ctx = R.Context(labelled, store, out, profile, table, results)
-    body, finding = exp.report(ctx)
+    from .train import pinned_threads
+    with pinned_threads("cpu"):  # what a report computes (class activation maps) rounds alike on every machine
+        body, finding = exp.report(ctx)
     # the command that makes these runs, read from them, so the report stays a function of the results folder
     main = runs[runs["split"] != "search"] if "split" in runs else runs
     n = int(main.groupby("cell_id")["seed"].nunique().max()) if len(main) else exp.seeds(profile)
