@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The GPU measurements and the full pooling profile, as one batch, from the repository root on a CUDA machine:
 #     bash benchmarks/gpu_batch.sh SECONDS OUT_DIR [STEP ...]
-# Steps, in this order (default: all): roofline plain serial precision reproducibility pooling.
+# Steps, in this order (default: all): roofline plain serial precision reproducibility pooling fine_tune cluttered.
 # Each step gets what is left of SECONDS, at most its cap; results/ is packed into OUT_DIR/results.tgz after
 # every step, so a batch cut short keeps each finished step, and `pooling` resumes from its runs file.
 set -u
 end=$(( $(date +%s) + ${1:-540} ))
 out=${2:-/tmp}
 shift $(( $# < 2 ? $# : 2 ))
-steps=${*:-roofline plain serial precision reproducibility pooling}
+steps=${*:-roofline plain serial precision reproducibility pooling fine_tune cluttered}
 export CNN_EXP_PROGRESS=0 PYTHONWARNINGS=ignore
 
 step() {  # step NAME CAP_SECONDS COMMAND...
@@ -33,3 +33,5 @@ step reproducibility 60 python benchmarks/reproducibility.py --device cuda
 # a fused model carries a column of the grid (heads x seeds, or heads x rates in the search); the jobs run the
 # CPU-side head-only probes of one model while the next trains
 step pooling 560 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 60 --jobs 4
+step fine_tune 560 python -m cnn_experiments.cli run fine_tune --profile full --device cuda --jobs 4
+step cluttered 560 python -m cnn_experiments.cli run cluttered --profile full --device cuda --fuse 15 --jobs 2
