@@ -103,13 +103,16 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     if profile is None:  # the profile of the last run written
         profile = str(runs["profile"].iloc[-1]) if len(runs) else next(iter(exp.profiles))
     exp.check_profile(profile)
-    runs = runs[runs["profile"] == profile]
     grid, search = exp.grid(profile, runs), exp.search(profile)
-    runs = R.one_per_seed(runs[runs["cell_id"].isin({c.cell_id for c in grid + search})])
+    # a profile's runs are its grid's cells at its seeds (more if it was run with --seeds), whichever profile
+    # first made them: profiles that share a cell share its runs
+    seeds = max([exp.seeds(profile), *(runs.loc[runs["profile"] == profile, "seed"].astype(int) + 1)])
+    in_grid = runs["cell_id"].isin({c.cell_id for c in grid}) & (runs["seed"].astype(int) < seeds)
+    runs = R.one_per_seed(runs[in_grid | runs["cell_id"].isin({c.cell_id for c in search})])
     if exp.needs_runs and runs.empty:
         raise UserError(f"report: no {profile} runs of {name} in {store.path}; "
                         f"run `cnn-exp run {name} --profile {profile}` first")
-    expected = {(c.cell_id, s) for c in grid for s in range(exp.seeds(profile))} | {(c.cell_id, c.seed) for c in search}
+    expected = {(c.cell_id, s) for c in grid for s in range(seeds)} | {(c.cell_id, c.seed) for c in search}
     status = R.status(name, profile, expected, set(zip(runs["cell_id"], runs["seed"].astype(int))))
     labelled = exp.label(runs, profile)
     comparisons = exp.comparisons(profile)

@@ -61,3 +61,16 @@ def test_a_report_needs_runs_except_edge_filters(tmp_path, capsys):
     assert (tmp_path / "edge_filter" / "summary_quick.md").exists()
     assert cli.main(["report", "activations", "--results", str(tmp_path)]) == 2
     assert "no quick runs of activations" in capsys.readouterr().err
+
+
+def test_profiles_that_share_cells_share_their_runs(monkeypatch, tmp_path, capsys):
+    "mnist_scratch's quick and full profiles run the same cells, 2 and 5 seeds: full makes only the 3 more."
+    from experiments import mnist_scratch as M
+    monkeypatch.setattr(M, "BASE", M.BASE.replace(n_train=64))
+    assert cli.main(["run", "mnist_scratch", "--results", str(tmp_path), "--jobs", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["run", "mnist_scratch", "--profile", "full", "--results", str(tmp_path), "--jobs", "1"]) == 0
+    assert "10 already in" in capsys.readouterr().out
+    full = (tmp_path / "mnist_scratch" / "summary_full.md").read_text()
+    quick = (tmp_path / "mnist_scratch" / "summary_quick.md").read_text()
+    assert "seeds per cell: 5" in full and "seeds per cell: 2" in quick
