@@ -74,12 +74,14 @@ def learned(ctx) -> tuple[list[str], str]:
     from experiments import mnist_scratch as M
     store = Store(ctx.results / "mnist_scratch" / "runs.csv")
     runs = store.read().rows
-    profile = next((p for p in ("full", "quick") if (runs["profile"] == p).any()), None) if len(runs) else None
+    best = M.grid("full")[3].cell_id  # BN + fit_one_cycle(5, 0.1): the same cell in every profile
+    runs = runs[runs["cell_id"] == best] if len(runs) else runs
+    profile = next((p for p in ("full", "quick") if runs["seed"].nunique() >= M.PROFILES[p]["seeds"]), None)
     if profile is None:
         return ["No mnist_scratch runs yet: `cnn-exp run mnist_scratch --profile full` makes the kernels."], \
             "learned kernels not measured (no mnist_scratch runs)"
-    runs = M.with_kernels(M.label(runs[runs["profile"] == profile], profile).pipe(
-        lambda d: d[d["setting"] == M.BEST]), store)
+    runs = runs[runs["seed"].astype(int) < M.PROFILES[profile]["seeds"]]
+    runs = M.with_kernels(M.label(runs, profile), store)
     for rotations, name in ((1, "top-edge only"), (4, "any orientation")):
         runs[name] = [float(edge_match(store.weights(r)[M.FIRST_CONV][:, 0], rotations).mean())
                       if s != M.INIT else float("nan") for r, s in zip(runs["run_id"], runs["setting"])]
