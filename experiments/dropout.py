@@ -141,7 +141,8 @@ def report(ctx) -> tuple[str, str]:
     runs = ctx.runs
     table = stats.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile))
     word, verdict = R.verdict_section(table, "C7")
-    by = {series: {m: R.summarize(g, ["dropout"], m) for m in ("train_loss", "valid_loss", "gap", "accuracy")}
+    by = {series: {m: R.summarize(g.sort_values("dropout"), ["dropout"], m)
+                   for m in ("train_loss", "valid_loss", "gap", "accuracy")}
           for series, g in runs.groupby("series", sort=False)}
     tables = []
     for series, s in by.items():
