@@ -80,7 +80,7 @@ def report(ctx) -> tuple[str, str]:
         "## Learning rate, searched per activation and series", "",
         (f"One declared rate, {lrs[0]:g}: no search." if len(lrs) == 1 else
          "Search-split accuracy (four fifths of the training digits trained on, one fifth scored; seed 0):"), "",
-        lr_table.to_markdown(index=False)])
+        lr_table.to_markdown(index=False) if len(lrs) > 1 else ""])
     table = ctx.table
     eq = table[table["expect"] == "equivalent"]
     finding = (f"non-linearities equivalent to ReLU within ±{MARGIN}: {int((eq['outcome'] == 'equivalent').sum())} "

@@ -85,7 +85,8 @@ def report(ctx) -> tuple[str, str]:
         f"{R.CAVEAT} {CAVEAT}: the comparison with the paper is of orders of magnitude, not a replication.", "",
         pd.DataFrame(rows).to_markdown(index=False), "", *verdict, "", "## Learning rate", "",
         (f"One declared rate, {p['lrs'][0]:g}." if len(p["lrs"]) == 1 else
-         "Searched per benchmark and head on the search split (seed 0):"), "", lrs.to_markdown(index=False)])
+         "Searched per benchmark and head on the search split (seed 0):"), "",
+        lrs.to_markdown(index=False) if len(p["lrs"]) > 1 else ""])
     best = {b: s[s["benchmark"] == b].sort_values("mean").iloc[0] for b in BENCHMARKS}
     finding = "; ".join(f"{b}: best {r['pool']} head {R.fmt(r['mean'], r['ci'], 2)}% test error (n={r['n']}; "
                         f"paper: CNN {BENCHMARKS[b]['paper']['CNN, 2 layers']}%, RAM {BENCHMARKS[b]['paper']['RAM']}%)"

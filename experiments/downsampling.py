@@ -144,7 +144,9 @@ def report(ctx) -> tuple[str, str]:
         f"than {MARGIN}? The lesson claims only that all three shrink the map, which they do by construction.", "",
         table.to_markdown(index=False), "", ctx.figure(frontier(s, costs), f"{ctx.profile}_frontier.png"), "",
         *verdict, "", "## Learning rate, searched per arm", "",
-        pd.concat(lr_tables).to_markdown(index=False), "",
+        pd.concat(lr_tables).to_markdown(index=False) if PROFILES[ctx.profile]["lrs"] == "searched" else
+        "One declared rate per task (the middle of its search grid): " + ", ".join(
+            f"{t}: {rates(t, ctx.profile)[0]:g}" for t in TASKS) + ".", "",
         "Seconds per epoch are from this run's machine, shared with other work: read them as rough ratios."])
     t = ctx.table
     finding = (f"at matched cost, {int((t['outcome'] == 'equivalent').sum())} of {len(t)} comparisons equivalent "

@@ -165,7 +165,7 @@ def report(ctx) -> tuple[str, str]:
         "## Learning rate, searched per cell", "",
         (f"One declared rate, {lrs[0]:g}: no search." if len(lrs) == 1 else
          "Search-split accuracy (the 500 digits drawn from four fifths of the training digits, scored on the "
-         "other fifth; seed 0):"), "", lr_table.to_markdown(index=False), "",
+         "other fifth; seed 0):"), "", lr_table.to_markdown(index=False) if len(lrs) > 1 else "", "",
         "## What dropout does", "", ctx.figure(mask_figure(), f"{ctx.profile}_dropout_mask.png"), "",
         "In training mode dropout zeroes about a fraction p of the values and multiplies the rest by 1/(1-p), so the "
         "expected activation is unchanged; in eval mode it does nothing."])
