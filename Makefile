@@ -13,5 +13,5 @@ run: $(VENV)/installed  ## the quick pooling study afresh, into .reproduce/, com
 
 test: $(VENV)/installed  ## lint, the tests (no network, no GPU), then: every committed report is what the code writes
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2  # two workers: the suite's runs are one thread each
 	$(BIN)/cnn-exp check

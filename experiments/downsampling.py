@@ -121,7 +121,9 @@ def frontier(s: pd.DataFrame, costs: dict):
 
 
 def report(ctx) -> tuple[str, str]:
+    order = {(t, a): i for i, (t, a) in enumerate((t, a) for t in TASKS for a in ARMS)}  # the declared order
     runs = ctx.runs.assign(s_per_epoch=ctx.runs["seconds"] / ctx.runs["epochs"])
+    runs = runs.iloc[sorted(range(len(runs)), key=lambda i: order[(runs["task"].iloc[i], runs["arm"].iloc[i])])]
     s = R.summarize(runs, ["task", "arm"])
     secs = R.summarize(runs, ["task", "arm"], "s_per_epoch")
     costs = {(t, a): cost(arm_config(t, a)) for t in TASKS for a in ARMS}
@@ -144,7 +146,7 @@ def report(ctx) -> tuple[str, str]:
         f"than {MARGIN}? The lesson claims only that all three shrink the map, which they do by construction.", "",
         table.to_markdown(index=False), "", ctx.figure(frontier(s, costs), f"{ctx.profile}_frontier.png"), "",
         *verdict, "", "## Learning rate, searched per arm", "",
-        pd.concat(lr_tables).to_markdown(index=False) if PROFILES[ctx.profile]["lrs"] == "searched" else
+        "\n\n".join(t.to_markdown(index=False) for t in lr_tables) if PROFILES[ctx.profile]["lrs"] == "searched" else
         "One declared rate per task (the middle of its search grid): " + ", ".join(
             f"{t}: {rates(t, ctx.profile)[0]:g}" for t in TASKS) + ".", "",
         "Seconds per epoch are from this run's machine, shared with other work: read them as rough ratios."])
