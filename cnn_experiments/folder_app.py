@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import folder as F
@@ -120,8 +121,9 @@ def folder_report(runs: pd.DataFrame, extra: dict, out: Path) -> tuple[str, str]
         "`model.safetensors` and `model.json` (made by the run, not kept in git); "
         f"`cnn-exp predict {out / 'model.safetensors'} IMAGE...` classifies photos with it."])
     e = table.iloc[0]
+    ci = f" [{e['ci_lo']:+.3f}, {e['ci_hi']:+.3f}]" if np.isfinite(e["ci_lo"]) else " (one seed each: no interval)"
     return body, (f"on {out.name.removeprefix('folder_')}, pretrained minus random init validation accuracy "
-                  f"{e['effect']:+.3f} [{e['ci_lo']:+.3f}, {e['ci_hi']:+.3f}]: {word}.")
+                  f"{e['effect']:+.3f}{ci}: {word}.")
 
 
 def confusion_figure(cm, vocab: list[str]):
