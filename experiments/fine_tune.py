@@ -141,9 +141,12 @@ def report(ctx) -> tuple[str, str]:
                        index=pd.Index(p["per_class"], name="labels per class"))
     sched = ", ".join(f"{k} per class: bs {schedule(10 * k)[0]} x {schedule(10 * k)[1]} epochs "
                       f"({schedule(10 * k)[2]} frozen)" for k in p["per_class"])
-    better = [k for k, o in zip(p["per_class"], diag["outcome"]) if o == "supported"]
-    advice = (f"keep the pretrained batchnorm statistics (better than fastai's default at {', '.join(map(str, better))}"
-              " labels per class)" if better else "fastai's default (keeping the statistics is not shown better)")
+    at = lambda outcome: ", ".join(str(k) for k, o in zip(p["per_class"], diag["outcome"]) if o == outcome)
+    advice = ("none, from fewer than 5 seeds (numbers only)" if (diag["outcome"] == "indicative").all() else
+              f"keep the pretrained batchnorm statistics (better than fastai's default at {at('supported')} labels "
+              "per class)" if at("supported") else
+              f"fastai's default (better at {at('contradicted')} labels per class)" if at("contradicted") else
+              "either: neither is shown better")
     body = "\n".join([
         f"Data: a fixed subset of the embedded MNIST training digits with every class equally often; 1,000 "
         f"held-out digits. EfficientNet-Lite0 (timm, fastai's `create_head(ps=0.5)`) sees the digits at {p['px']} "
