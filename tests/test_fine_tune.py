@@ -262,7 +262,7 @@ def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
     text = (tmp_path / "fine_tune" / "summary_quick.md").read_text()
     for part in ("command: `cnn-exp run fine_tune --profile quick`", "seeds per cell: 1", "at 32 px",
                  "| fine_tune ", "## The batchnorm fix", "## Verdict", "**C4 is indicative",
-                 "quick_accuracy_vs_labels"):
+                 "quick_accuracy_vs_labels", "Recommended from these numbers: none, from fewer than 5 seeds"):
         assert part in text, part
     assert len(pd.read_csv(tmp_path / "fine_tune" / "runs.csv")) == 5
 
