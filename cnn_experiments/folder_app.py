@@ -119,7 +119,7 @@ def folder_report(runs: pd.DataFrame, extra: dict, out: Path) -> tuple[str, str]
         "## Top losses (pretrained, seed 0)", "", top, "", "## The model", "",
         "The seed-0 pretrained model is saved beside this report as weights with its config and vocab, "
         "`model.safetensors` and `model.json` (made by the run, not kept in git); "
-        f"`cnn-exp predict {out / 'model.safetensors'} IMAGE...` classifies photos with it."])
+        "in this folder, `cnn-exp predict model.safetensors IMAGE...` classifies photos with it."])
     e = table.iloc[0]
     ci = f" [{e['ci_lo']:+.3f}, {e['ci_hi']:+.3f}]" if np.isfinite(e["ci_lo"]) else " (one seed each: no interval)"
     return body, (f"on {out.name.removeprefix('folder_')}, pretrained minus random init validation accuracy "

@@ -70,9 +70,9 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
     "The provenance block every summary opens with; an experiment without runs gets this machine's."
     from .store import provenance
     prov = provenance()
-    if runs.empty:
+    if runs.empty:  # the report's own date and code, on its WRITTEN line only: the text stays what the code writes
         from .train import device_name
-        runs = pd.DataFrame([{**prov, "device": device_name("cpu")}])
+        runs = pd.DataFrame([{**prov, "date": "the report's", "git_rev": "the report's", "device": device_name("cpu")}])
         seeds = "none (no training)"
     else:
         main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell
@@ -86,7 +86,8 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"# {title}", "", f"> {claim}", "",
         f"- command: `{command}`",
         f"- profile: {profile}; seeds per cell: {seeds}",
-        f"- date: {runs['date'].min()[:10]} to {runs['date'].max()[:10]}",
+        f"- date: {runs['date'].min()[:10]} to {runs['date'].max()[:10]}" if runs["date"].min()[:4].isdigit() else
+        f"- date: {runs['date'].min()}",
         f"- device: {devices(runs)}",
         f"- versions: python {one('python')}, torch {one('torch')}, fastai {one('fastai')}; code {one('git_rev')}",
         "- intervals: mean ± half-width of the 95% t-interval over seeds; verdicts from the declared tests below",
