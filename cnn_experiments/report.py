@@ -70,11 +70,12 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
     "The provenance block every summary opens with; an experiment without runs gets this machine's."
     from .store import provenance
     prov = provenance()
-    if runs.empty:  # the report's own date and code, on its WRITTEN line only: the text stays what the code writes
+    if runs.empty:  # the report's own date and code go on its WRITTEN line only, so its text is the same any day
         from .train import device_name
-        runs = pd.DataFrame([{**prov, "date": "the report's", "git_rev": "the report's", "device": device_name("cpu")}])
-        seeds = "none (no training)"
+        runs = pd.DataFrame([{**prov, "git_rev": "the report's", "device": device_name("cpu")}])
+        seeds, dates = "none (no training)", "the report's"
     else:
+        dates = f"{runs['date'].min()[:10]} to {runs['date'].max()[:10]}"
         main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell
         per_cell = main.groupby("cell_id")["seed"].nunique()
         seeds = f"{per_cell.min()}" if per_cell.min() == per_cell.max() else f"{per_cell.min()} to {per_cell.max()}"
@@ -86,8 +87,7 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"# {title}", "", f"> {claim}", "",
         f"- command: `{command}`",
         f"- profile: {profile}; seeds per cell: {seeds}",
-        f"- date: {runs['date'].min()[:10]} to {runs['date'].max()[:10]}" if runs["date"].min()[:4].isdigit() else
-        f"- date: {runs['date'].min()}",
+        f"- date: {dates}",
         f"- device: {devices(runs)}",
         f"- versions: python {one('python')}, torch {one('torch')}, fastai {one('fastai')}; code {one('git_rev')}",
         "- intervals: mean ± half-width of the 95% t-interval over seeds; verdicts from the declared tests below",

@@ -121,9 +121,9 @@ def frontier(s: pd.DataFrame, costs: dict):
 
 
 def report(ctx) -> tuple[str, str]:
-    order = {(t, a): i for i, (t, a) in enumerate((t, a) for t in TASKS for a in ARMS)}  # the declared order
+    declared = {name: i for i, name in enumerate([*TASKS, *ARMS])}  # tables in the declared order
     runs = ctx.runs.assign(s_per_epoch=ctx.runs["seconds"] / ctx.runs["epochs"])
-    runs = runs.iloc[sorted(range(len(runs)), key=lambda i: order[(runs["task"].iloc[i], runs["arm"].iloc[i])])]
+    runs = runs.sort_values(["task", "arm"], key=lambda col: col.map(declared), kind="stable")
     s = R.summarize(runs, ["task", "arm"])
     secs = R.summarize(runs, ["task", "arm"], "s_per_epoch")
     costs = {(t, a): cost(arm_config(t, a)) for t in TASKS for a in ARMS}

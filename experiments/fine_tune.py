@@ -125,6 +125,20 @@ def figure(s: pd.DataFrame, word: str, px: int):
     return fig
 
 
+def batchnorm_advice(diag: pd.DataFrame, per_class) -> str:
+    "What the declared BN-kept vs default comparisons recommend, and at which label counts."
+    def at(outcome):
+        return ", ".join(str(k) for k, o in zip(per_class, diag["outcome"]) if o == outcome)
+    if (diag["outcome"] == "indicative").all():
+        return "none, from fewer than 5 seeds (numbers only)"
+    if at("supported"):
+        return (f"keep the pretrained batchnorm statistics (better than fastai's default at {at('supported')} labels "
+                "per class)")
+    if at("contradicted"):
+        return f"fastai's default (better at {at('contradicted')} labels per class)"
+    return "either: neither is shown better"
+
+
 def report(ctx) -> tuple[str, str]:
     p = PROFILES[ctx.profile]
     runs = ctx.runs
@@ -141,12 +155,7 @@ def report(ctx) -> tuple[str, str]:
                        index=pd.Index(p["per_class"], name="labels per class"))
     sched = ", ".join(f"{k} per class: bs {schedule(10 * k)[0]} x {schedule(10 * k)[1]} epochs "
                       f"({schedule(10 * k)[2]} frozen)" for k in p["per_class"])
-    at = lambda outcome: ", ".join(str(k) for k, o in zip(p["per_class"], diag["outcome"]) if o == outcome)
-    advice = ("none, from fewer than 5 seeds (numbers only)" if (diag["outcome"] == "indicative").all() else
-              f"keep the pretrained batchnorm statistics (better than fastai's default at {at('supported')} labels "
-              "per class)" if at("supported") else
-              f"fastai's default (better at {at('contradicted')} labels per class)" if at("contradicted") else
-              "either: neither is shown better")
+    advice = batchnorm_advice(diag, p["per_class"])
     body = "\n".join([
         f"Data: a fixed subset of the embedded MNIST training digits with every class equally often; 1,000 "
         f"held-out digits. EfficientNet-Lite0 (timm, fastai's `create_head(ps=0.5)`) sees the digits at {p['px']} "
