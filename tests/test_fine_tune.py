@@ -288,3 +288,13 @@ def test_a_folder_run_enters_fastais_distrib_ctx_only_under_a_launcher(monkeypat
     with F.distributed(learn) as ctx:
         assert ctx is learn
     assert entered == [learn]
+
+
+@pytest.mark.parametrize("outcomes, advice", [
+    (["indicative"] * 4, "none, from fewer than 5 seeds"),
+    (["supported", "inconclusive", "supported", "contradicted"], "keep the pretrained batchnorm statistics "
+                                                                  "(better than fastai's default at 1, 20 labels"),
+    (["inconclusive", "contradicted", "inconclusive", "equivalent"], "fastai's default (better at 5 labels"),
+    (["inconclusive", "equivalent", "inconclusive", "inconclusive"], "either: neither is shown better")])
+def test_the_batchnorm_advice_follows_the_declared_comparisons(outcomes, advice):
+    assert FT.batchnorm_advice(pd.DataFrame({"outcome": outcomes}), (1, 5, 20, 50)).startswith(advice)
