@@ -52,3 +52,10 @@ def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name)
         row["chosen"] = f"{pick.lr:g}" + (" (edge)" if len(lrs) > 1 and pick.lr in (min(lrs), max(lrs)) else "")
         rows.append(row)
     return pd.DataFrame(rows).drop_duplicates("cell")
+
+
+def section(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, intro: str) -> str:
+    "A report's search: `intro` and the table, or one sentence when the profile declares a single rate."
+    if len(lrs) < 2:
+        return f"One declared rate, {lrs[0]:g}: no search."
+    return f"{intro}\n\n" + table(cells, lrs, runs, name).to_markdown(index=False)

@@ -69,8 +69,6 @@ def report(ctx) -> tuple[str, str]:
     fig.suptitle(f"simple_cnn, each activation at its searched rate: C8 {word}")
     t = s.assign(cell=[R.fmt(m, h, 4, int(d)) for m, h, d in zip(s["mean"], s["ci"], s["diverged"])]).pivot(
         index="act", columns="series", values="cell").reindex(list(ACTIVATIONS))[list(SERIES)]
-    lrs = PROFILES[ctx.profile]["lrs"]
-    lr_table = S.table(cells(), lrs, ctx.runs, lambda c: f"{c.act}, {'with' if c.bn else 'without'} batchnorm")
     body = "\n".join([
         "Data: embedded MNIST (4,000 training / 1,000 held-out). Model: fastbook's simple_cnn, the activation in "
         "every conv stage; fit_one_cycle(5), bs 64. With batchnorm, a poor non-linearity is rescued by the "
@@ -78,9 +76,9 @@ def report(ctx) -> tuple[str, str]:
         "## Held-out accuracy (mean ± 95% CI)", "", t.to_markdown(), "",
         ctx.figure(fig, f"{ctx.profile}_activations.png"), "", *verdict, "",
         "## Learning rate, searched per activation and series", "",
-        (f"One declared rate, {lrs[0]:g}: no search." if len(lrs) == 1 else
-         "Search-split accuracy (four fifths of the training digits trained on, one fifth scored; seed 0):"), "",
-        lr_table.to_markdown(index=False) if len(lrs) > 1 else ""])
+        S.section(cells(), PROFILES[ctx.profile]["lrs"], ctx.runs,
+                  lambda c: f"{c.act}, {'with' if c.bn else 'without'} batchnorm",
+                  "Search-split accuracy (four fifths of the training digits trained on, one fifth scored; seed 0):")])
     table = ctx.table
     eq = table[table["expect"] == "equivalent"]
     finding = (f"non-linearities equivalent to ReLU within ±{MARGIN}: {int((eq['outcome'] == 'equivalent').sum())} "

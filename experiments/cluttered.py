@@ -75,8 +75,6 @@ def report(ctx) -> tuple[str, str]:
         g = s[s["benchmark"] == b]
         rows += [{"benchmark": b, "model": f"ours: pooled_cnn + {r.pool} head (n={r.n})",
                   "test error %": R.fmt(r.mean, r.ci, 2, int(r.diverged))} for r in g.itertuples()]
-    lrs = S.table(cells(ctx.profile), p["lrs"], ctx.store.read().rows,
-                  lambda c: f"{c.canvas} px, {c.pool}")
     body = "\n".join([
         f"Data: ten-way scenes, a 28 px digit among 8x8 fragments of other digits; {p['n_scenes']} training scenes "
         f"from the 4,000 training digits, {p['n_scenes'] // 4} test scenes from the 1,000 held-out digits: {CAVEAT} "
@@ -84,9 +82,8 @@ def report(ctx) -> tuple[str, str]:
         f"sees {receptive_field(len(CHANNELS))} px. fit_one_cycle({p['epochs']}), bs 64.", "",
         f"{R.CAVEAT} {CAVEAT}: the comparison with the paper is of orders of magnitude, not a replication.", "",
         pd.DataFrame(rows).to_markdown(index=False), "", *verdict, "", "## Learning rate", "",
-        (f"One declared rate, {p['lrs'][0]:g}." if len(p["lrs"]) == 1 else
-         "Searched per benchmark and head on the search split (seed 0):"), "",
-        lrs.to_markdown(index=False) if len(p["lrs"]) > 1 else ""])
+        S.section(cells(ctx.profile), p["lrs"], ctx.store.read().rows, lambda c: f"{c.canvas} px, {c.pool}",
+                  "Searched per benchmark and head on the search split (seed 0):")])
     best = {b: s[s["benchmark"] == b].sort_values("mean").iloc[0] for b in BENCHMARKS}
     finding = "; ".join(f"{b}: best {r['pool']} head {R.fmt(r['mean'], r['ci'], 2)}% test error (n={r['n']}; "
                         f"paper: CNN {BENCHMARKS[b]['paper']['CNN, 2 layers']}%, RAM {BENCHMARKS[b]['paper']['RAM']}%)"

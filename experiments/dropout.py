@@ -154,8 +154,6 @@ def report(ctx) -> tuple[str, str]:
                           "runs that learn": [f"{int(learned.loc[p, 'sum'])}/{int(learned.loc[p, 'count'])}"
                                               for p in s["gap"]["dropout"]]})
         tables += [f"### {series}", "", t.to_markdown(index=False), ""]
-    lrs = PROFILES[ctx.profile]["lrs"]
-    lr_table = S.table(cells(), lrs, ctx.store.read().rows, lambda c: f"head p={c.p:g}, body p={c.p_body:g}")
     body = "\n".join([
         "Data: 500 of the embedded MNIST training digits (a fixed subset), 1,000 held-out. Model: 4 stride-2 "
         "Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; fit_one_cycle(30), bs 64. A run learns when "
@@ -163,9 +161,10 @@ def report(ctx) -> tuple[str, str]:
         *tables, ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
         "In words:", "", *[f"- {x}" for x in plainly(table)], "",
         "## Learning rate, searched per cell", "",
-        (f"One declared rate, {lrs[0]:g}: no search." if len(lrs) == 1 else
-         "Search-split accuracy (the 500 digits drawn from four fifths of the training digits, scored on the "
-         "other fifth; seed 0):"), "", lr_table.to_markdown(index=False) if len(lrs) > 1 else "", "",
+        S.section(cells(), PROFILES[ctx.profile]["lrs"], ctx.store.read().rows,
+                  lambda c: f"head p={c.p:g}, body p={c.p_body:g}",
+                  "Search-split accuracy (the 500 digits drawn from four fifths of the training digits, scored on "
+                  "the other fifth; seed 0):"), "",
         "## What dropout does", "", ctx.figure(mask_figure(), f"{ctx.profile}_dropout_mask.png"), "",
         "In training mode dropout zeroes about a fraction p of the values and multiplies the rest by 1/(1-p), so the "
         "expected activation is unchanged; in eval mode it does nothing."])

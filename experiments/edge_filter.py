@@ -74,7 +74,8 @@ def learned(ctx) -> tuple[list[str], str]:
     from experiments import mnist_scratch as M
     store = Store(ctx.results / "mnist_scratch" / "runs.csv")
     runs = store.read().rows
-    best = M.grid("full")[3].cell_id  # BN + fit_one_cycle(5, 0.1): the same cell in every profile
+    # the best setting's cell, the same in every profile
+    best = next(c for c, (name, _, _) in zip(M.grid("full"), M.ROWS) if name == M.BEST).cell_id
     runs = runs[runs["cell_id"] == best] if len(runs) else runs
     profile = next((p for p in ("full", "quick") if runs["seed"].nunique() >= M.PROFILES[p]["seeds"]), None)
     if profile is None:
