@@ -167,6 +167,16 @@ def verdicts_of(summary: Path) -> str:
         f" ({c.rstrip('.')})" for c in caveat)
 
 
+def first_clause(text: str) -> str:
+    "`text` up to its first ';' outside brackets: a benchmark's headline number with its own parenthesis whole."
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == ";" and depth == 0:
+            return text[:i].strip().rstrip(".")
+    return text.strip().rstrip(".")
+
+
 def update_readme(readme: Path, results: Path) -> None:
     "Rewrite the README's results block: the pooling headline, each experiment's verdict, the benchmarks."
     rel = results.name
@@ -187,7 +197,7 @@ def update_readme(readme: Path, results: Path) -> None:
         lines += ["", "Benchmarks, each from one run of its command on the device it names:", ""]
         for b in benches:
             found = [ln for ln in b.read_text().splitlines() if ln.startswith("**Result:**")]
-            text = found[0].split(":**", 1)[1].split(";")[0].strip().rstrip(".") if found else "(no result line)"
+            text = first_clause(found[0].split(":**", 1)[1]) if found else "(no result line)"
             lines.append(f"- [{b.stem}]({b.relative_to(results.parent)}): {text}")
     lines.append(BLOCK[1])
     text = readme.read_text()

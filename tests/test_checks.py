@@ -81,3 +81,15 @@ def test_a_report_without_runs_reads_the_same_on_another_day_and_commit(monkeypa
             date=d, python="3.11.7", torch="2.14.1", fastai="2.8.12", git_rev=r))
         texts.append(checks._body(report.header("t", "c", pd.DataFrame(), "cnn-exp run edge_filter", "quick")))
     assert texts[0] == texts[1]
+
+
+def test_the_readme_quotes_a_benchmark_result_up_to_its_first_clause_with_brackets_whole(tmp_path):
+    from cnn_experiments import report
+    (tmp_path / "results" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "results" / "benchmarks" / "grid.md").write_text(
+        "**Result:** 66 runs in 4.5 min (14.7 per minute; 3.2 s each); 0 of 33 cells equivalent.\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BLOCK[0]}\nold\n{report.BLOCK[1]}\nrest\n")
+    report.update_readme(readme, tmp_path / "results")
+    line = "- [grid](results/benchmarks/grid.md): 66 runs in 4.5 min (14.7 per minute; 3.2 s each)\n"
+    assert line in readme.read_text()
