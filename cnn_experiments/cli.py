@@ -118,7 +118,7 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     comparisons = exp.comparisons(profile)
     table = stats.compare(labelled, comparisons, partial=bool(status)) if comparisons else None
     out = results / name
-    ctx = R.Context(labelled, store, out, profile, table, results)
+    ctx = R.Context(labelled, store, out, profile, table, results, partial=bool(status))
     from .train import pinned_threads
     with pinned_threads("cpu"):  # what a report computes (class activation maps) rounds alike on every machine
         body, finding = exp.report(ctx)

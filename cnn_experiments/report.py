@@ -30,6 +30,7 @@ class Context:
     profile: str
     table: pd.DataFrame | None = None  # the verdict table of the declared comparisons (stats.compare)
     results: Path = Path("results")  # the results root: a report may read another experiment's saved weights
+    partial: bool = False  # the grid is not complete: a comparison with an arm not run yet has no numbers
 
     def figure(self, fig, name: str) -> str:
         "Save a figure beside the summary; its markdown link."
@@ -56,6 +57,11 @@ def fmt(mean: float, half: float, digits: int = 4, diverged: int = 0) -> str:
         return "diverged"
     text = f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
     return text + (f" ({diverged} diverged)" if diverged else "")
+
+
+def signed(x: float, digits: int = 3) -> str:
+    "A difference with its sign; a dash for one not measured (an arm not run yet)."
+    return f"{x:+.{digits}f}" if math.isfinite(x) else "–"
 
 
 def pivot(summary: pd.DataFrame, rows: str, cols: str, digits: int = 3) -> pd.DataFrame:

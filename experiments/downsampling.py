@@ -152,7 +152,7 @@ def report(ctx) -> tuple[str, str]:
         "Seconds per epoch are from this run's machine, shared with other work: read them as rough ratios."])
     t = ctx.table
     finding = (f"at matched cost, {int((t['outcome'] == 'equivalent').sum())} of {len(t)} comparisons equivalent "
-               f"within ±{MARGIN} (" + "; ".join(f"{r.comparison} {r.effect:+.3f}: {r.outcome}"
+               f"within ±{MARGIN} (" + "; ".join(f"{r.comparison} {R.signed(r.effect)}: {r.outcome}"
                                                 for r in t.itertuples()) + f"): C5 {word}.")
     return body, finding
 

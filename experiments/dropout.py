@@ -139,7 +139,8 @@ def mask_figure(p: float = 0.5):
 
 def report(ctx) -> tuple[str, str]:
     runs = ctx.runs
-    table = stats.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile))
+    table = stats.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile),
+                          partial=ctx.partial)
     word, verdict = R.verdict_section(table, "C7")
     by = {series: {m: R.summarize(g.sort_values("dropout"), ["dropout"], m)
                    for m in ("train_loss", "valid_loss", "gap", "accuracy")}

@@ -146,12 +146,13 @@ def report(ctx) -> tuple[str, str]:
     order = {m: i for i, m in enumerate(METHODS)}
     s = s.sort_values(["per_class", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
     word, verdict = R.verdict_section(ctx.table, "C4")
-    diag = stats.compare(runs, diagnostics(ctx.profile))
+    diag = stats.compare(runs, diagnostics(ctx.profile), partial=ctx.partial)
     t = s.assign(cell=[R.fmt(m, h, 3, int(d)) for m, h, d in zip(s["mean"], s["ci"], s["diverged"])]).pivot(
-        index="per_class", columns="method", values="cell")[list(METHODS)]
+        index="per_class", columns="method", values="cell").reindex(columns=list(METHODS)).fillna("not run yet")
     t.index.name = "labels per class"
     lr = {(r.method, r.per_class): r.lr for r in runs.drop_duplicates(["method", "per_class"]).itertuples()}
-    lrs = pd.DataFrame({m: [f"{lr.get((m, k), float('nan')):g}" for k in p["per_class"]] for m in METHODS},
+    lrs = pd.DataFrame({m: [f"{lr[m, k]:g}" if (m, k) in lr else "not chosen yet" for k in p["per_class"]]
+                        for m in METHODS},
                        index=pd.Index(p["per_class"], name="labels per class"))
     sched = ", ".join(f"{k} per class: bs {schedule(10 * k)[0]} x {schedule(10 * k)[1]} epochs "
                       f"({schedule(10 * k)[2]} frozen)" for k in p["per_class"])
@@ -179,7 +180,7 @@ def report(ctx) -> tuple[str, str]:
         if p["search"] else "One declared rate per method (the middle of its search grid), not searched:", "",
         lrs.to_markdown()])
     finding = (f"grey digits, transfer from ImageNet at {p['px']} px: C4 {word} ("
-               + "; ".join(f"{r.comparison.replace(FT + ' - ', 'vs ')} {r.effect:+.3f}: {r.outcome}"
+               + "; ".join(f"{r.comparison.replace(FT + ' - ', 'vs ')} {R.signed(r.effect)}: {r.outcome}"
                            for r in ctx.table.itertuples() if "minus" not in r.comparison
                            and r.comparison.endswith((f" {p['per_class'][0]} per class",
                                                       f" {p['per_class'][-1]} per class")))
