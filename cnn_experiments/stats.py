@@ -203,9 +203,11 @@ def _constant(v: np.ndarray) -> bool:
 
 
 def _exact(value: float, margin: float) -> dict:
-    "The numbers when the effect is known without sampling error (all differences equal)."
+    """The numbers when every replicate gives the same effect: the t-test's limit as the spread goes to 0. An effect
+    at the margin (a rank correlation of exactly 0.2 computed in floats, say) is not inside it."""
+    inside = abs(value) < margin and not math.isclose(abs(value), margin)
     return {"effect": value, "ci_lo": value, "ci_hi": value, "p": 0.0 if value != 0 else 1.0,
-            "p_equiv": 0.0 if abs(value) < margin else 1.0}
+            "p_equiv": 0.0 if inside else 1.0}
 
 
 def _differences(d: np.ndarray, margin: float, test: str) -> dict:
@@ -350,8 +352,10 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     for r in table.to_dict("records"):
         n = _N_CELLS[_DESIGNS.get(r["test"], "share")].format(**r)
         dropped = f", {r['dropped']} diverged dropped" if r["dropped"] else ""
+        # a zero-width interval: the t-test's limit, which says nothing about how replicates could differ
+        same = ", every one equal" if np.isfinite(r["effect"]) and r["ci_lo"] == r["ci_hi"] and r["n_a"] > 1 else ""
         inconclusive = f"inconclusive (detectable: ±{num(r['detectable'], '')})"
-        cells = [r["comparison"].replace("|", r"\|"), r["test"], n + dropped,
+        cells = [r["comparison"].replace("|", r"\|"), r["test"], n + same + dropped,
                  f"{num(r['effect'])} [{num(r['ci_lo'])}, {num(r['ci_hi'])}]", _p_cell(r["p"], r["p_adj"]),
                  f"±{num(r['margin'], '')}, {_p_cell(r['p_equiv'], r['p_equiv_adj'])}",
                  inconclusive if r["outcome"] == "inconclusive" else r["outcome"]]

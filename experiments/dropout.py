@@ -97,6 +97,19 @@ def plainly(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def described(by: dict, runs: pd.DataFrame) -> list[str]:
+    "Per series, where the mean held-out loss is lowest and from which p no run learns: a description, not a test."
+    out = []
+    for s, m in by.items():
+        loss = m["valid_loss"].set_index("dropout")["mean"]
+        learns = runs[runs["series"] == s].groupby("dropout")["learned"].any()
+        dead = [p for p in learns.index if not learns[p:].any()]
+        out.append(f"{s}: the lowest mean held-out loss is at p={loss.idxmin():g} ({loss.min():.3f}, against "
+                   f"{loss[0.0]:.3f} without dropout)"
+                   + (f"; from p={dead[0]:g} no run learns" if dead else "; runs learn at every p"))
+    return out
+
+
 def figure(by: dict, word: str):
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 4, figsize=(16, 3.6))
@@ -161,6 +174,8 @@ def report(ctx) -> tuple[str, str]:
         f"its held-out accuracy is above {LEARNED} (declared; chance is 0.1): the trends are over those runs.", "",
         *tables, ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
         "In words:", "", *[f"- {x}" for x in plainly(table)], "",
+        "Described, not tested (the p read off after looking at the table):", "",
+        *[f"- {x}" for x in described(by, runs)], "",
         "## Learning rate, searched per cell", "",
         S.section(cells(), PROFILES[ctx.profile]["lrs"], ctx.store.read().rows,
                   lambda c: f"head p={c.p:g}, body p={c.p_body:g}",

@@ -210,6 +210,13 @@ def test_zero_variance_data_give_exact_numbers_not_a_crash(kw):
     assert better.effect == pytest.approx(0.05) and better.ci_lo == better.ci_hi == better.effect
     assert list(table.outcome) == ["equivalent", "supported"]
     assert interval([0.9] * 6)[:3] == pytest.approx((0.9, 0.9, 0.9))
+    assert ", every one equal |" in markdown(table).splitlines()[3]
+
+
+def test_an_effect_at_the_margin_in_every_replicate_is_not_equivalent():
+    rho = 0.19999999999999998  # spearmanr's float for an exact 0.2
+    table = compare(runs_of(a=[rho] * 5), [Comparison("trend", {"arm": "a"}, 0.0, margin=0.2)])
+    assert table.p_equiv.iloc[0] == 1.0 and table.outcome.iloc[0] == "supported"
 
 
 def test_an_arm_that_selects_nothing_raises_naming_the_comparison():
