@@ -131,8 +131,9 @@ def status(name: str, profile: str, expected: set, made: set) -> list[str]:
     if not missing:
         return []
     return [INCOMPLETE, "", f"{len(expected) - len(missing)} of {len(expected)} runs are made. `cnn-exp run {name} "
-            f"--profile {profile}` makes the rest (it resumes). What follows reads the runs made; a comparison "
-            "without runs yet is indicative.", ""]
+            f"--profile {profile}` makes the rest (it resumes). What follows reads the runs made, and every "
+            "comparison is indicative (numbers, raw p) until the grid is complete: Holm's family is the whole "
+            "declared set.", ""]
 
 
 def finding_of(summary: Path) -> str:

@@ -119,9 +119,11 @@ def _mask(runs: pd.DataFrame, arm: Mapping[str, object]) -> np.ndarray:
 def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float = ALPHA,
             partial: bool = False) -> pd.DataFrame:
     """The verdict table of a claim: one row per comparison, in order (columns: COLUMNS). With `partial` (a grid
-    not yet complete), a comparison whose arm has no runs yet is an indicative row of no numbers."""
+    not yet complete) every row is indicative, since Holm's family is the whole declared set; a comparison whose
+    arm has no runs yet is a row of no numbers."""
     rows = [_measure(runs, c) if not partial or _all_arms(runs, c) else _unmeasured(c) for c in comparisons]
-    family = np.array([min(r["n_a"], r["n_b"], r.get("seeds", r["n_a"])) >= MIN_SEEDS for r in rows], dtype=bool)
+    family = np.array([not partial and min(r["n_a"], r["n_b"], r.get("seeds", r["n_a"])) >= MIN_SEEDS
+                       for r in rows], dtype=bool)
     p_adj, p_equiv_adj = _holm([r["p"] for r in rows], family), _holm([r["p_equiv"] for r in rows], family)
     each = alpha / max(1, int(family.sum()))  # Bonferroni: the level Holm uses for its first step
     for row, in_family, pa, pe in zip(rows, family, p_adj, p_equiv_adj):

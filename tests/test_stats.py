@@ -305,3 +305,12 @@ def test_one_sample_and_wilcoxon_use_their_own_tests():
     assert one_wilcoxon.p == pytest.approx(sps.wilcoxon(a - 0.5).pvalue)
     lines = markdown(table).splitlines()
     assert "| one-sample t | 8 |" in lines[2] and "| Wilcoxon signed-rank | 8 pairs |" in lines[3]
+
+
+def test_a_grid_not_yet_complete_gives_numbers_but_no_verdict():
+    runs = runs_of(a=[0.9, 0.91, 0.92, 0.9, 0.93, 0.91], b=[0.5] * 6)
+    done, missing = arms("a", "b"), arms("a", "c")
+    table = compare(runs, [done, missing], partial=True)
+    assert list(table.outcome) == ["indicative", "indicative"] and table.p.iloc[0] < 0.001
+    assert table.n_a.iloc[1] == 0 and math.isnan(table.effect.iloc[1])
+    assert compare(runs, [done]).outcome.iloc[0] == "supported"
