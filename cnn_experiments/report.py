@@ -30,7 +30,12 @@ class Context:
     profile: str
     table: pd.DataFrame | None = None  # the verdict table of the declared comparisons (stats.compare)
     results: Path = Path("results")  # the results root: a report may read another experiment's saved weights
-    partial: bool = False  # the grid is not complete: a comparison with an arm not run yet has no numbers
+    partial: bool = False  # the grid is not complete: numbers only, no verdict (see `compare`)
+
+    def compare(self, runs: pd.DataFrame, comparisons) -> pd.DataFrame:
+        "A report's own verdict table (stats.compare), with no verdict while the grid is not complete."
+        from . import stats
+        return stats.compare(runs, comparisons, partial=self.partial)
 
     def figure(self, fig, name: str) -> str:
         "Save a figure beside the summary; its markdown link."
@@ -64,12 +69,14 @@ def signed(x: float, digits: int = 3) -> str:
     return f"{x:+.{digits}f}" if math.isfinite(x) else "–"
 
 
-def pivot(summary: pd.DataFrame, rows: str, cols: str, digits: int = 3) -> pd.DataFrame:
-    "A rows x cols table of 'mean ± ci' strings, in the order the cells first appear; 'not run' where none ran."
+def pivot(summary: pd.DataFrame, rows: str, cols: str, digits: int = 3, columns=None) -> pd.DataFrame:
+    """A rows x cols table of 'mean ± ci' strings, in the order the cells first appear (or `columns`, with those
+    that have no runs yet); 'not run' where none ran."""
     div = summary["diverged"] if "diverged" in summary else [0] * len(summary)
     s = summary.assign(cell=[fmt(m, h, digits, int(d)) for m, h, d in zip(summary["mean"], summary["ci"], div)])
     t = s.pivot(index=rows, columns=cols, values="cell")
-    return t.loc[list(dict.fromkeys(s[rows])), list(dict.fromkeys(s[cols]))].fillna("not run")
+    order = list(dict.fromkeys(s[cols])) if columns is None else list(columns)
+    return t.reindex(index=list(dict.fromkeys(s[rows])), columns=order).astype(object).fillna("not run")
 
 
 def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: str) -> str:

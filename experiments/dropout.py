@@ -18,7 +18,6 @@ from scipy.stats import spearmanr
 
 from cnn_experiments import report as R
 from cnn_experiments import search as S
-from cnn_experiments import stats
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
@@ -152,8 +151,7 @@ def mask_figure(p: float = 0.5):
 
 def report(ctx) -> tuple[str, str]:
     runs = ctx.runs
-    table = stats.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile),
-                          partial=ctx.partial)
+    table = ctx.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile))
     word, verdict = R.verdict_section(table, "C7")
     by = {series: {m: R.summarize(g.sort_values("dropout"), ["dropout"], m)
                    for m in ("train_loss", "valid_loss", "gap", "accuracy")}

@@ -146,10 +146,8 @@ def report(ctx) -> tuple[str, str]:
     order = {m: i for i, m in enumerate(METHODS)}
     s = s.sort_values(["per_class", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
     word, verdict = R.verdict_section(ctx.table, "C4")
-    diag = stats.compare(runs, diagnostics(ctx.profile), partial=ctx.partial)
-    t = s.assign(cell=[R.fmt(m, h, 3, int(d)) for m, h, d in zip(s["mean"], s["ci"], s["diverged"])]).pivot(
-        index="per_class", columns="method", values="cell").reindex(columns=list(METHODS))
-    t = t.astype(object).fillna("not run yet")  # a method with no held-out runs yet is a column of NaN
+    diag = ctx.compare(runs, diagnostics(ctx.profile))
+    t = R.pivot(s, "per_class", "method", columns=METHODS)
     t.index.name = "labels per class"
     lr = {(r.method, r.per_class): r.lr for r in runs.drop_duplicates(["method", "per_class"]).itertuples()}
     lrs = pd.DataFrame({m: [f"{lr[m, k]:g}" if (m, k) in lr else "not chosen yet" for k in p["per_class"]]

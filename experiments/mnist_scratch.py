@@ -107,9 +107,8 @@ def kernels_figure(ctx, runs: pd.DataFrame) -> str:
 
 
 def report(ctx) -> tuple[str, str]:
-    from cnn_experiments import stats
     runs = with_kernels(ctx.runs, ctx.store)
-    table = stats.compare(runs, comparisons(ctx.profile), partial=ctx.partial)
+    table = ctx.compare(runs, comparisons(ctx.profile))
     main = runs[runs["setting"] != INIT]
     s = R.summarize(main, ["setting"])
     s["setting"] = pd.Categorical(s["setting"], [r[0] for r in ROWS])
