@@ -34,7 +34,6 @@ class Context:
 
     def compare(self, runs: pd.DataFrame, comparisons) -> pd.DataFrame:
         "A report's own verdict table (stats.compare), with no verdict while the grid is not complete."
-        from . import stats
         return stats.compare(runs, comparisons, partial=self.partial)
 
     def figure(self, fig, name: str) -> str:
