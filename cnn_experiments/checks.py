@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .experiment import NAMES
 from .report import MEASURES, WRITTEN
+from .stats import VERDICTS
 
 
 def _quiet(fn, *args):
@@ -29,8 +30,8 @@ def _body(text: str) -> list[str]:
 
 def stale_summaries(results: Path) -> list[str]:
     "Each committed summary that the current code, reading results/ alone, writes differently."
-    from .cli import do_report
     from .folder_app import report_folder
+    from .study import do_report
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "results"
@@ -89,9 +90,9 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
               profile: str = "quick", jobs: int | None = None) -> str:
     """Run `name`'s `profile` from scratch into `into` (git-ignored) and compare its verdict and numbers with the
     committed ones: one line."""
-    from .cli import do_run
     from .report import finding_of
     from .store import Store
+    from .study import do_run
     shutil.rmtree(into, ignore_errors=True)
     do_run(name, profile, results=into / "results", jobs=jobs)
     fresh = Store(into / "results" / name / "runs.csv").read().rows
@@ -102,7 +103,7 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
     if committed.empty or not len(common):
         return f"no committed {profile} runs of {name} in {results} to compare with"
     diff = (fresh.loc[common, "accuracy"] - committed.loc[common, "accuracy"]).abs().max()
-    word = lambda p: re.findall(r"(supported|contradicted|inconclusive|indicative|partly supported)", finding_of(p))
+    word = lambda p: re.findall("|".join(sorted(VERDICTS, key=len, reverse=True)), finding_of(p))
     same = word(into / "results" / name / f"summary_{profile}.md") == word(results / name / f"summary_{profile}.md")
     runs = f"{len(common)} of {len(committed)} committed runs remade"
     return (f"{'reproduced' if same and diff == 0 else 'not reproduced exactly'}: "

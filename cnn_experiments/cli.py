@@ -1,4 +1,4 @@
-"""`cnn-exp list | run | report | predict | reproduce | check`: run an experiment's grid and write its report.
+"""`cnn-exp list | run | report | power | predict | reproduce | check`: the command line, parsing and dispatch.
 
     cnn-exp list
     cnn-exp run pooling --profile medium           # runs the grid into results/pooling/runs.csv (resumes), reports
@@ -7,6 +7,7 @@
     cnn-exp predict results/fine_tune/folder_bears/model.safetensors photo.jpg
     cnn-exp reproduce                              # the quick pooling study afresh, compared with the committed one
     cnn-exp check                                  # every committed summary regenerates; benchmarks are current
+    cnn-exp power --write docs/statistics.md       # each committed family's simulated false-verdict rate and power
 """
 from __future__ import annotations
 
@@ -14,12 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import report as R
 from .errors import UserError
 from .experiment import NAMES, get
-from .files import write_atomic
-from .store import REQUIRED, Store
-from .sweep import run_sweep
+from .study import do_report, do_run
 
 PROFILES = ("quick", "medium", "full")
 DEVICES = ("cpu", "cuda")
@@ -57,87 +55,6 @@ def script(parser: argparse.ArgumentParser, body, argv: list[str] | None = None)
     return 0
 
 
-def command(name: str, profile: str, seeds: int, default_seeds: int, device: str, fuse: int = 1) -> str:
-    return " ".join(["cnn-exp run", name, "--profile", profile]
-                    + (["--seeds", str(seeds)] if seeds != default_seeds else [])
-                    + (["--device", device] if device != "cpu" else [])
-                    + (["--fuse", str(fuse)] if fuse > 1 else []))
-
-
-def do_run(name: str, profile: str, device: str = "cpu", seeds: int | None = None, results: Path = Path("results"),
-           jobs: int | None = None, fuse: int = 1, executor: str = "local", address: str | None = None) -> Path:
-    "Run an experiment's search and grid for `profile` (resuming), then write its report."
-    from .executors import default_jobs
-    exp = get(name)
-    exp.check_profile(profile)
-    if device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise UserError("--device: cuda asked for but no CUDA GPU is visible; choose cpu")
-    n = seeds or exp.seeds(profile)
-    cmd = command(name, profile, n, exp.seeds(profile), device, fuse)
-    store = Store(results / name / "runs.csv")
-    how = dict(jobs=jobs or default_jobs(device), fuse=fuse, executor=executor, address=address,
-               keep=lambda c: exp.keep(c, profile), command=cmd)
-    with store.writer(cmd):
-        search = [c.replace(device=device) for c in exp.search(profile)]
-        searched = run_sweep(search, store, profile, **how) if search else None
-        cfgs = [c.replace(seed=s, device=device) for c in exp.grid(profile, searched) for s in range(n)]
-        if cfgs:
-            run_sweep(cfgs, store, profile, **how)
-    return do_report(name, profile, results)
-
-
-def do_report(name: str, profile: str | None, results: Path = Path("results")) -> Path:
-    "Write results/<name>/summary_<profile>.md (and summary.md) from the runs file alone: nothing is trained."
-    from . import stats
-    exp = get(name)
-    store = Store(results / name / "runs.csv")
-    read = store.read()
-    if read.missing:
-        raise UserError(f"{store.path}: {read.bad[0].why}; a runs file has the columns " + ", ".join(REQUIRED))
-    for b in read.bad:
-        print(f"{store.path}:{b.line}: {b.why}; left out of the report (the next sweep redoes its run)",
-              file=sys.stderr)
-    runs = read.rows
-    if profile is None:  # the profile of the last run written
-        profile = str(runs["profile"].iloc[-1]) if len(runs) else next(iter(exp.profiles))
-    exp.check_profile(profile)
-    grid, search = exp.grid(profile, runs), exp.search(profile)
-    # a profile's runs are its grid's cells at its seeds (more if it was run with --seeds), whichever profile
-    # first made them: profiles that share a cell share its runs
-    seeds = max([exp.seeds(profile), *(runs.loc[runs["profile"] == profile, "seed"].astype(int) + 1)])
-    in_grid = runs["cell_id"].isin({c.cell_id for c in grid}) & (runs["seed"].astype(int) < seeds)
-    runs = R.one_per_seed(runs[in_grid | runs["cell_id"].isin({c.cell_id for c in search})])
-    if exp.needs_runs and runs.empty:
-        raise UserError(f"report: no {profile} runs of {name} in {store.path}; "
-                        f"run `cnn-exp run {name} --profile {profile}` first")
-    expected = {(c.cell_id, s) for c in grid for s in range(seeds)} | {(c.cell_id, c.seed) for c in search}
-    status = R.status(name, profile, expected, set(zip(runs["cell_id"], runs["seed"].astype(int))))
-    labelled = exp.label(runs, profile)
-    comparisons = exp.comparisons(profile)
-    table = stats.compare(labelled, comparisons, partial=bool(status)) if comparisons else None
-    out = results / name
-    ctx = R.Context(labelled, store, out, profile, table, results, partial=bool(status))
-    from .train import pinned_threads
-    with pinned_threads("cpu"):  # what a report computes (class activation maps) rounds alike on every machine
-        body, finding = exp.report(ctx)
-    # the command that makes these runs, read from them, so the report stays a function of the results folder
-    main = runs[runs["split"] != "search"] if "split" in runs else runs
-    n = int(main.groupby("cell_id")["seed"].nunique().max()) if len(main) else exp.seeds(profile)
-    on_gpu = not runs["device"].astype(str).str.startswith("cpu").all() if len(runs) else False
-    fuse = int(runs["fused"].max()) if "fused" in runs and runs["fused"].notna().any() else 1
-    cmd = command(name, profile, n, exp.seeds(profile), "cuda" if on_gpu else "cpu", fuse)
-    text = (R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n"
-            + ("\n".join(status) + "\n" if status else "") + f"{body}\n")
-    # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
-    write_atomic(out / f"summary_{profile}.md", text)
-    write_atomic(out / "summary.md", text)
-    R.write_index(results)
-    print(f"wrote {out / f'summary_{profile}.md'}\n{R.FINDING} {finding}")
-    return out / f"summary_{profile}.md"
-
-
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="cnn-exp", description="The claims of a lesson on CNNs, measured.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
@@ -171,6 +88,10 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="run the quick pooling study afresh and compare it with the committed one")
     rp.add_argument("--results", type=Path, default=Path("results"), help="the committed results folder")
     rp.add_argument("--into", type=Path, default=Path(".reproduce"), help="where the fresh run goes (git-ignored)")
+    pw = sub.add_parser("power", help="each committed family's simulated false-verdict rate and power")
+    pw.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    pw.add_argument("--write", type=Path, default=None, help="also write the table into this file's power block")
+    pw.add_argument("--simulations", type=positive_int, default=1000, help="families drawn per scenario")
     ck = sub.add_parser("check", help="every committed summary regenerates unchanged; every benchmark is current")
     ck.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     return p
@@ -198,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             from .export import predict
             for f, label, prob in predict(a.model, a.images):
                 print(f"{f}\t{label}\t{prob:.4f}")
+        elif a.cmd == "power":
+            from .simulate import power
+            print(power(a.results, a.write, a.simulations))
         elif a.cmd == "reproduce":
             from .checks import reproduce
             print(reproduce(a.results, a.into))

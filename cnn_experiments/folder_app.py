@@ -104,7 +104,7 @@ def folder_report(runs: pd.DataFrame, extra: dict, out: Path) -> tuple[str, str]
     word = stats.verdict(table)
     s = R.summarize(runs, ["method"])
     vocab = vocab_of(extra)
-    t = pd.DataFrame({"method": s["method"], "validation accuracy": [R.fmt(m, h) for m, h in zip(s["mean"], s["ci"])],
+    t = pd.DataFrame({"method": s["method"], "validation accuracy": R.cells(s),
                       "n seeds": s["n"]})
     cm = R.save_fig(confusion_figure(extra["extra.confusion"], vocab), out / "confusion_matrix.png")
     top = R.save_fig(top_losses_figure(extra, vocab), out / "top_losses.png")

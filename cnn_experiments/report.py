@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +31,13 @@ class Context:
     table: pd.DataFrame | None = None  # the verdict table of the declared comparisons (stats.compare)
     results: Path = Path("results")  # the results root: a report may read another experiment's saved weights
     partial: bool = False  # the grid is not complete: numbers only, no verdict (see `compare`)
+    tables: list = field(default_factory=list)  # every verdict table the report decided, in order
 
     def compare(self, runs: pd.DataFrame, comparisons) -> pd.DataFrame:
         "A report's own verdict table (stats.compare), with no verdict while the grid is not complete."
-        return stats.compare(runs, comparisons, partial=self.partial)
+        table = stats.compare(runs, comparisons, partial=self.partial)
+        self.tables.append(table)
+        return table
 
     def figure(self, fig, name: str) -> str:
         "Save a figure beside the summary; its markdown link."
@@ -42,11 +45,14 @@ class Context:
 
 
 def summarize(runs: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd.DataFrame:
-    """One row per cell of `by`: mean, ci (half-width of the 95% t-interval), lo, hi, n (finite values), the
-    per-seed min and max, and diverged (runs whose metric is not finite: counted, not silently dropped)."""
+    """One row per cell of `by`: mean, ci (half-width of the 95% t-interval), lo, hi (the interval, within the
+    metric's range), n (finite values), the per-seed min and max, and diverged (runs whose metric is not finite:
+    counted, not silently dropped)."""
     rows = []
+    bounds = stats.RANGES.get(metric, (-math.inf, math.inf))
     for key, g in runs.groupby(by, sort=False):
         mean, lo, hi, n, dropped = stats.interval(g[metric].astype(float))
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
         key = key if isinstance(key, tuple) else (key,)
         finite = g[metric][np.isfinite(g[metric].astype(float))]
         rows.append({**dict(zip(by, key)), "mean": mean, "ci": (hi - lo) / 2 if n > 1 else math.nan, "lo": lo,
@@ -55,12 +61,27 @@ def summarize(runs: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd
     return pd.DataFrame(rows)
 
 
-def fmt(mean: float, half: float, digits: int = 4, diverged: int = 0) -> str:
-    "mean ± half-width, and how many runs diverged when some did."
+def fmt(mean: float, half: float, digits: int = 4, diverged: int = 0, lo: float = math.nan,
+        hi: float = math.nan) -> str:
+    """mean ± half-width, or mean [lo, hi] where the metric's range cut the interval; and how many runs diverged
+    when some did."""
     if math.isnan(mean):
         return "diverged"
-    text = f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    tiny = 10 ** -(digits + 2)
+    if math.isnan(half):
+        text = f"{mean:.{digits}f}"
+    elif lo > mean - half + tiny or hi < mean + half - tiny:
+        text = f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    else:
+        text = f"{mean:.{digits}f} ± {half:.{digits}f}"
     return text + (f" ({diverged} diverged)" if diverged else "")
+
+
+def cells(summary: pd.DataFrame, digits: int = 4) -> list[str]:
+    "A summary's rows (summarize) as 'mean ± half-width' cells, cut to the metric's range where it reaches it."
+    div = summary["diverged"] if "diverged" in summary else [0] * len(summary)
+    return [fmt(m, h, digits, int(d), lo, hi) for m, h, d, lo, hi in zip(summary["mean"], summary["ci"], div,
+                                                                         summary["lo"], summary["hi"])]
 
 
 def signed(x: float, digits: int = 3) -> str:
@@ -71,8 +92,7 @@ def signed(x: float, digits: int = 3) -> str:
 def pivot(summary: pd.DataFrame, rows: str, cols: str, digits: int = 3, columns=None) -> pd.DataFrame:
     """A rows x cols table of 'mean ± ci' strings, in the order the cells first appear (or `columns`, with those
     that have no runs yet); 'not run' where none ran."""
-    div = summary["diverged"] if "diverged" in summary else [0] * len(summary)
-    s = summary.assign(cell=[fmt(m, h, digits, int(d)) for m, h, d in zip(summary["mean"], summary["ci"], div)])
+    s = summary.assign(cell=cells(summary, digits))
     t = s.pivot(index=rows, columns=cols, values="cell")
     order = list(dict.fromkeys(s[cols])) if columns is None else list(columns)
     return t.reindex(index=list(dict.fromkeys(s[rows])), columns=order).astype(object).fillna("not run")
@@ -102,7 +122,8 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"- date: {dates}",
         f"- device: {devices(runs)}",
         f"- versions: python {one('python')}, torch {one('torch')}, fastai {one('fastai')}; code {one('git_rev')}",
-        "- intervals: mean ± half-width of the 95% t-interval over seeds; verdicts from the declared tests below",
+        "- intervals: mean ± half-width of the 95% t-interval over seeds, within the metric's range; verdicts from "
+        "the declared tests below ([how a verdict is read](../../docs/statistics.md))",
         f"{WRITTEN} {prov['date'][:10]} by code {prov['git_rev']}", "", ""])
 
 

@@ -11,9 +11,12 @@ config columns, `seed`, metric columns) into a verdict table, and `verdict` read
     table = compare(runs, comparisons)
     print(markdown(table), verdict(table))
 
-Rule: two-sided tests at ALPHA with Holm's correction over the claim's comparisons; "equivalent" only from a TOST within
-the declared margin; an arm with fewer than MIN_SEEDS replicates gets numbers but no verdict ("indicative").
-Runs of two arms with the same seed share data, batch order and initialisation, so arms are paired by seed by default.
+Rule: one hypothesis per comparison, Holm's correction over the claim's family at ALPHA. A directional row tests the
+difference (two-sided): supported in the predicted direction, contradicted in the other. An "equivalent" row tests
+its margin: equivalent from a TOST inside it, contradicted from a difference resolved outside it (its 95% interval
+wholly beyond the margin). A per-seed statistic that is discrete or degenerate gets an exact test. An arm with fewer
+than MIN_SEEDS replicates gets numbers but no verdict ("indicative"). Each row states its power at the declared
+smallest effect of interest (the margin) at the family's Bonferroni level, Holm's first step.
 """
 from __future__ import annotations
 
@@ -26,35 +29,47 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower, TTestIndPower, TTestPower
-from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, tost_proportions_2indep
-from statsmodels.stats.weightstats import DescrStatsW, ttost_ind
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    test_proportions_2indep,
+    tost_proportions_2indep,
+)
+from statsmodels.stats.weightstats import DescrStatsW
+
+from . import exact
 
 ALPHA = 0.05  # family-wise error rate of a claim's comparisons
 POWER = 0.8  # for the smallest detectable difference
 MIN_SEEDS = 5  # fewer replicates in an arm: no verdict, the comparison is "indicative"
 OUTCOMES = ("supported", "contradicted", "equivalent", "inconclusive")
-TESTS = ("t", "wilcoxon", "share")
+TESTS = ("t", "sign-flip", "rank-trend", "share")
 EXPECTS = ("greater", "less", "equivalent")
-COLUMNS = ["comparison", "metric", "test", "n_a", "n_b", "dropped", "effect", "ci_lo", "ci_hi", "p", "p_adj", "margin",
-           "p_equiv", "p_equiv_adj", "detectable", "outcome", "expect"]
+COLUMNS = ["comparison", "metric", "test", "expect", "margin", "n_a", "n_b", "strata", "dropped", "effect", "ci_lo",
+           "ci_hi", "p", "p_adj", "power", "detectable", "outcome", "note"]
 NAN = math.nan
+# the range of each metric a study reports: an interval never runs outside it
+RANGES = {"accuracy": (0.0, 1.0), "auc": (0.0, 1.0), "error_rate": (0.0, 1.0), "error": (0.0, 100.0),
+          "rho": (-1.0, 1.0), "edge_match": (-1.0, 1.0), "valid_loss": (0.0, math.inf),
+          "train_loss": (0.0, math.inf), "gap": (-math.inf, math.inf)}
 
 _TEST_NAMES = {("t", "paired"): "paired t", ("t", "welch"): "Welch t", ("t", "one-sample"): "one-sample t",
-              ("t", "interaction"): "paired t on (a-b)-(c-d)", ("wilcoxon", "paired"): "Wilcoxon signed-rank",
-              ("wilcoxon", "one-sample"): "one-sample Wilcoxon signed-rank",
-              ("wilcoxon", "interaction"): "Wilcoxon signed-rank on (a-b)-(c-d)"}
-_N_CELLS = {"paired": "{n_a} pairs", "interaction": "{n_a} seeds", "one-sample": "{n_a}", "welch": "{n_a} vs {n_b}",
-           "share": "{n_a} vs {n_b}"}
-_DESIGNS = {name: design for (_, design), name in _TEST_NAMES.items()}
+               ("t", "interaction"): "paired t on (a-b)-(c-d)", ("sign-flip", "paired"): "exact sign-flip",
+               ("sign-flip", "one-sample"): "exact sign-flip, one sample",
+               ("sign-flip", "interaction"): "exact sign-flip on (a-b)-(c-d)",
+               ("rank-trend", "one-sample"): "exact permutation of the order within each seed",
+               ("share", "paired"): "exact McNemar (share that learns)",
+               ("share", "welch"): "Fisher exact (share that learns)"}
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One comparison of a claim: arm a against arm b (or a reference number) on `metric`, and the sign it predicts.
+    """One comparison of a claim: arm a against arm b (or a reference number) on `metric`, and what it predicts.
 
     An arm is the runs whose columns equal all its values. With c and d, the effect per seed is (a - b) - (c - d).
+    `margin` is the smallest effect of interest: an "equivalent" row's margin, and the difference at which a
+    directional row's power is stated.
     """
     name: str
     a: Mapping[str, object]
@@ -63,19 +78,29 @@ class Comparison:
     expect: str = "greater"
     margin: float = 0.01
     paired: bool = True
-    test: str = "t"
-    learned: float = 0.6
+    test: str = "t"  # t; sign-flip (exact, on the per-seed effects); rank-trend (per-seed Spearman rho); share
+    learned: float = 0.6  # share: a run learns when its metric is above this (declared before the runs)
     c: Mapping[str, object] | None = None
     d: Mapping[str, object] | None = None
+    strata: tuple[str, ...] = ()  # share, paired: runs pair by seed within each stratum (object size, say)
+    heldout_n: int = 0  # one-sample against a fixed number: the held-out set's size, whose binomial error joins in
 
     def __post_init__(self):
         wrong = {f"test is one of {TESTS}": self.test not in TESTS,
                  f"expect is one of {EXPECTS}": self.expect not in EXPECTS,
                  "an interaction needs both c and d": (self.c is None) != (self.d is None),
-                 "an interaction is a paired t or Wilcoxon test of four arms":
-                     self.c is not None and (not self.paired or self.test == "share" or self.one_sample),
-                 "a Wilcoxon test is paired or one-sample": self.test == "wilcoxon" and self.design == "welch",
+                 "an interaction is a paired t or sign-flip test of four arms":
+                     self.c is not None and (not self.paired or self.test in ("share", "rank-trend")
+                                             or self.one_sample),
+                 "a sign-flip test is paired or one-sample": self.test == "sign-flip" and self.design == "welch",
+                 "a rank-trend test is one-sample against 0 (a 'points' column counts each seed's points)":
+                     self.test == "rank-trend" and (not self.one_sample or self.b != 0),
                  "a share test compares two arms": self.test == "share" and self.one_sample,
+                 "strata pair a share test by seed": bool(self.strata) and not (self.test == "share" and self.paired),
+                 "a paired share test is directional": self.test == "share" and self.paired
+                     and self.expect == "equivalent",
+                 "heldout_n is for a one-sample t against a fixed number":
+                     self.heldout_n > 0 and (self.design != "one-sample" or self.test != "t"),
                  "the margin is >= 0": not self.margin >= 0}
         if any(wrong.values()):
             raise ValueError(f"comparison {self.name!r}: " + "; ".join(rule for rule, bad in wrong.items() if bad))
@@ -86,18 +111,19 @@ class Comparison:
 
     @property
     def design(self) -> str:
-        "share, interaction, one-sample, paired or welch"
-        if self.test == "share":
-            return "share"
+        "interaction, one-sample, paired or welch"
         if self.c is not None:
             return "interaction"
         return "one-sample" if self.one_sample else "paired" if self.paired else "welch"
 
     @property
     def test_name(self) -> str:
-        if self.design == "share":
-            return f"Fisher exact (share with {self.metric} > {self.learned:g})"
-        return _TEST_NAMES[self.test, self.design]
+        name = _TEST_NAMES[self.test, self.design]
+        if self.test == "share":
+            name += f", {self.metric} > {self.learned:g}" + (f", by {', '.join(self.strata)}" if self.strata else "")
+        if self.heldout_n:
+            name += f" + the held-out set's binomial error (n={self.heldout_n})"
+        return name + (", TOST" if self.expect == "equivalent" else "")
 
 
 def select(runs: pd.DataFrame, arm: Mapping[str, object]) -> pd.DataFrame:
@@ -122,34 +148,62 @@ def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float 
     not yet complete) every row is indicative, since Holm's family is the whole declared set; a comparison whose
     arm has no runs yet is a row of no numbers."""
     rows = [_measure(runs, c) if not partial or _all_arms(runs, c) else _unmeasured(c) for c in comparisons]
-    family = np.array([not partial and min(r["n_a"], r["n_b"], r.get("seeds", r["n_a"])) >= MIN_SEEDS
-                       for r in rows], dtype=bool)
-    p_adj, p_equiv_adj = _holm([r["p"] for r in rows], family), _holm([r["p_equiv"] for r in rows], family)
-    each = alpha / max(1, int(family.sum()))  # Bonferroni: the level Holm uses for its first step
-    for row, in_family, pa, pe in zip(rows, family, p_adj, p_equiv_adj):
-        row.update(p_adj=pa, p_equiv_adj=pe, detectable=_detectable(row, each))
+    family = np.array([not partial and min(r["n_a"], r["n_b"], r["seeds"]) >= MIN_SEEDS for r in rows], dtype=bool)
+    return decide(rows, family, alpha)
+
+
+def decide(rows: list[dict], family: np.ndarray, alpha: float = ALPHA, power: bool = True) -> pd.DataFrame:
+    """Measured rows -> the verdict table: Holm over the family's one p per row, outcomes, and (with `power`) each
+    row's power at its margin. The row's design stays in columns after COLUMNS (what a simulation redraws)."""
+    p_adj = _holm([r["p"] for r in rows], family, alpha)
+    level = alpha / max(1, int(family.sum()))  # Bonferroni: the level Holm uses for its first step
+    for row, in_family, pa in zip(rows, family, p_adj):
+        row.update(p_adj=pa, power=_power(row, level) if power else NAN,
+                   detectable=_detectable(row, level) if power else NAN)
         row["outcome"] = _outcome(row, alpha) if in_family else "indicative"
-    table = pd.DataFrame(rows, columns=COLUMNS)
+        row["note"] = _note(row)
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in COLUMNS))
+    table = pd.DataFrame(rows, columns=COLUMNS + extra)
     table.attrs["alpha"] = alpha
     return table
 
 
 def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
-    "A comparison's numbers before the family's corrections."
-    if c.design == "share":
-        (a, seeds_a), (b, seeds_b) = _arm(runs, c, "a"), _arm(runs, c, "b")
-        numbers = _shares(a, b, c.learned, c.margin)
-        if seeds_a is not None:  # runs pooled over cells are not replicates: a verdict needs MIN_SEEDS seeds
-            numbers["seeds"] = min(len(set(seeds_a)), len(set(seeds_b)))
+    "A comparison's numbers before the family's correction; `p` is its one hypothesis."
+    if c.test == "share":
+        numbers = _paired_shares(runs, c) if c.paired else _shares(runs, c)
     elif c.design == "welch":
         (a, dropped_a), (b, dropped_b) = _finite(_arm(runs, c, "a")[0]), _finite(_arm(runs, c, "b")[0])
-        numbers = _welch(a, b, c.margin) | {"dropped": dropped_a + dropped_b}
+        numbers = welch(a, b, c.margin) | {"dropped": dropped_a + dropped_b}
+    elif c.test == "rank-trend":
+        numbers = _rank_trend(runs, c)
     else:
-        one_sample = c.design == "one-sample"
-        d, dropped = _finite(_arm(runs, c, "a")[0] - float(c.b)) if one_sample else _per_seed(runs, c)
-        numbers = _differences(d, c.margin, c.test) | {"dropped": dropped}
-    return {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
-            **numbers}
+        if c.design == "one-sample":
+            d, dropped = _finite(_arm(runs, c, "a")[0] - float(c.b))
+            extra = _binomial_var(d + float(c.b), c.heldout_n)
+        else:
+            (d, dropped), extra = _per_seed(runs, c), 0.0
+        numbers = differences(d, c.margin, c.test, extra) | {"dropped": dropped}
+    numbers.setdefault("seeds", min(numbers["n_a"], numbers["n_b"]))
+    numbers.setdefault("strata", 1)
+    lo, hi = _difference_range(c.metric)
+    numbers["ci_lo"], numbers["ci_hi"] = _clip(numbers["ci_lo"], lo, hi), _clip(numbers["ci_hi"], lo, hi)
+    row = {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
+           "design": c.design, **numbers}
+    if c.expect == "equivalent":  # the margin is the hypothesis: a TOST inside it, or a difference beyond it
+        row["p"], row["beyond"] = min(row["p_tost"], row["p_out"]), row["p_out"] < row["p_tost"]
+    else:
+        row["p"] = row["p_diff"]
+    return row
+
+
+def _clip(x: float, lo: float, hi: float) -> float:
+    return x if not np.isfinite(lo) and not np.isfinite(hi) else float(np.clip(x, lo, hi)) if x == x else x
+
+
+def _difference_range(metric: str) -> tuple[float, float]:
+    lo, hi = RANGES.get(metric, (-math.inf, math.inf))
+    return lo - hi, hi - lo
 
 
 def _all_arms(runs: pd.DataFrame, c: Comparison) -> bool:
@@ -159,8 +213,8 @@ def _all_arms(runs: pd.DataFrame, c: Comparison) -> bool:
 
 def _unmeasured(c: Comparison) -> dict:
     return {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
-            "n_a": 0, "n_b": 0, "dropped": 0, "effect": NAN, "ci_lo": NAN, "ci_hi": NAN, "p": NAN, "p_equiv": NAN,
-            "kind": "one", "scale": NAN}
+            "design": c.design, "n_a": 0, "n_b": 0, "seeds": 0, "strata": 0, "dropped": 0, "effect": NAN,
+            "ci_lo": NAN, "ci_hi": NAN, "p": NAN, "kind": "one", "scale": NAN}
 
 
 def _arm(runs: pd.DataFrame, c: Comparison, which: str) -> tuple[np.ndarray, np.ndarray]:
@@ -181,22 +235,38 @@ def _finite(values) -> tuple[np.ndarray, int]:
     return values[keep], int((~keep).sum())
 
 
+def _keyed(runs: pd.DataFrame, c: Comparison, which: str, keys: Sequence[str]) -> dict:
+    "An arm's metric by (seed, *strata): one run per key, or the declaration is missing a column."
+    mask = _mask(runs, getattr(c, which))
+    if not mask.any():
+        raise ValueError(f"comparison {c.name!r}: arm {which} {dict(getattr(c, which))} selects no runs")
+    if "seed" not in runs.columns:
+        raise ValueError(f"comparison {c.name!r}: no column 'seed' to pair the arms by")
+    part = runs[mask]
+    index = list(zip(*(part[k].to_numpy() for k in keys)))
+    if len(set(index)) < len(index):
+        raise ValueError(f"comparison {c.name!r}: arm {which} has several runs per seed; declare more columns"
+                         + (" or strata" if c.test == "share" else ""))
+    return dict(zip(index, part[c.metric].to_numpy(float)))
+
+
 def _per_seed(runs: pd.DataFrame, c: Comparison) -> tuple[np.ndarray, int]:
     "Per-seed a - b (or (a - b) - (c - d)) over the seeds finite in every arm, and the non-finite runs left out."
-    arms, dropped = [], 0
-    for which in ("a", "b", "c", "d")[:4 if c.design == "interaction" else 2]:
-        values, seeds = _arm(runs, c, which)
-        if seeds is None:
-            raise ValueError(f"comparison {c.name!r}: no column 'seed' to pair the arms by")
-        if len(set(seeds)) < len(seeds):
-            raise ValueError(f"comparison {c.name!r}: arm {which} has several runs per seed; declare more columns")
-        arms.append(dict(zip(seeds, values)))
-        dropped += _finite(values)[1]
+    arms = [_keyed(runs, c, which, ["seed"]) for which in ("a", "b", "c", "d")[:4 if c.design == "interaction" else 2]]
+    dropped = sum(int((~np.isfinite(list(arm.values()))).sum()) for arm in arms)
     common = sorted(set.intersection(*(set(arm) for arm in arms)))
-    v = np.array([[arm[seed] for arm in arms] for seed in common], dtype=float).reshape(len(common), len(arms))
+    v = np.array([[arm[key] for arm in arms] for key in common], dtype=float).reshape(len(common), len(arms))
     v = v[np.isfinite(v).all(axis=1)]
     d = v[:, 0] - v[:, 1] if len(arms) == 2 else (v[:, 0] - v[:, 1]) - (v[:, 2] - v[:, 3])
     return d, dropped
+
+
+def _binomial_var(accuracy: np.ndarray, n: int) -> float:
+    "The variance a fixed held-out set of n items adds to a mean accuracy: every seed is scored on the same items."
+    if not n or not len(accuracy):
+        return 0.0
+    p = float(np.clip(accuracy.mean(), 0, 1))
+    return p * (1 - p) / n
 
 
 def _constant(v: np.ndarray) -> bool:
@@ -204,63 +274,133 @@ def _constant(v: np.ndarray) -> bool:
     return bool(np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())))
 
 
-def _exact(value: float, margin: float) -> dict:
-    """The numbers when every replicate gives the same effect: the t-test's limit as the spread goes to 0. An effect
-    at the margin (a rank correlation of exactly 0.2 computed in floats, say) is not inside it."""
-    inside = abs(value) < margin and not math.isclose(abs(value), margin)
-    return {"effect": value, "ci_lo": value, "ci_hi": value, "p": 0.0 if value != 0 else 1.0,
-            "p_equiv": 0.0 if inside else 1.0}
-
-
-def _differences(d: np.ndarray, margin: float, test: str) -> dict:
-    "Paired, one-sample and interaction comparisons: a test of the mean of per-replicate effects d against 0."
+def differences(d: np.ndarray, margin: float, test: str, extra: float = 0.0) -> dict:
+    """Paired, one-sample and interaction comparisons: a test of the mean of per-replicate effects d against 0 (t,
+    with `extra` variance of the mean from a fixed held-out set), or the exact sign-flip test, which also decides
+    every degenerate sample (all replicates equal) instead of a t statistic of 0/0."""
     n = len(d)
-    row = {"n_a": n, "n_b": n, "effect": float(d.mean()) if n else NAN, "ci_lo": NAN, "ci_hi": NAN, "p": NAN,
-           "p_equiv": NAN, "kind": "one", "scale": float(d.std(ddof=1)) if n > 1 else NAN}
+    row = {"n_a": n, "n_b": n, "effect": float(d.mean()) if n else NAN, "ci_lo": NAN, "ci_hi": NAN,
+           "p_diff": NAN, "p_tost": NAN, "p_out": NAN, "kind": "one", "test_kind": test,
+           "scale": float(d.std(ddof=1)) if n > 1 else NAN}
     if n < 2:
         return row
-    if _constant(d):
-        return row | _exact(float(d.mean()), margin)
-    if test == "t":
-        s = DescrStatsW(d)
-        lo, hi = s.tconfint_mean(alpha=0.05)
-        return row | {"ci_lo": lo, "ci_hi": hi, "p": stats.ttest_1samp(d, 0.0).pvalue,
-                      "p_equiv": s.ttost_mean(-margin, margin)[0]}
-    ci = stats.bootstrap((d,), np.mean, method="BCa", rng=0).confidence_interval
-    # TOST from two one-sided signed-rank tests: above -margin and below +margin
-    p_equiv = max(stats.wilcoxon(d + margin, alternative="greater").pvalue,
-                  stats.wilcoxon(d - margin, alternative="less").pvalue)
-    return row | {"ci_lo": ci.low, "ci_hi": ci.high, "p": stats.wilcoxon(d).pvalue, "p_equiv": p_equiv}
+    if test == "sign-flip" or (_constant(d) and not extra):
+        row["test_kind"] = "sign-flip"
+        flip = exact.sign_flip(d)
+        lower, upper = exact.sign_flip_p(d, -margin), exact.sign_flip_p(d, margin)
+        # one-sided p from the two-sided symmetric test: half of it where the mean lies on the tested side
+        one = lambda p, side: p / 2 if side else 1 - p / 2
+        m = d.mean()
+        p_above, p_below = one(lower, m > -margin), one(upper, m < margin)  # above -margin / below +margin
+        p_out = 2 * min(one(upper, m > margin), one(lower, m < -margin))
+        return row | {"ci_lo": flip["ci_lo"], "ci_hi": flip["ci_hi"], "p_diff": flip["p"],
+                      "p_tost": max(p_above, p_below), "p_out": min(1.0, p_out), "constant": _constant(d)}
+    var = d.var(ddof=1) / n + extra
+    se = math.sqrt(var)
+    # Satterthwaite: the held-out set's share of the variance has unlimited degrees of freedom
+    df = (n - 1) * var**2 / (d.var(ddof=1) / n) ** 2 if d.var(ddof=1) > 0 else math.inf
+    mean = float(d.mean())
+    # one vectorised call: the tails at 0, for the TOST at -margin and +margin, and beyond the margin
+    p0, p_above, p_below, p_up, p_low = stats.t.sf(
+        [abs(mean) / se, (mean + margin) / se, -(mean - margin) / se, (mean - margin) / se,
+         -(mean + margin) / se], df)
+    half = stats.t.ppf(0.975, df) * se
+    return row | {"ci_lo": mean - half, "ci_hi": mean + half, "p_diff": float(2 * p0),
+                  "p_tost": float(max(p_above, p_below)), "p_out": float(min(1.0, 2 * min(p_up, p_low))),
+                  "scale": math.sqrt(var * n)}
 
 
-def _welch(a: np.ndarray, b: np.ndarray, margin: float) -> dict:
-    "Unpaired arms: Welch's t test, its interval, and the TOST with unequal variances."
+def _rank_trend(runs: pd.DataFrame, c: Comparison) -> dict:
+    "Per-seed Spearman rho against 0: the exact permutation test; the interval is the t-interval over seeds."
+    part = select(runs, c.a)
+    if "points" not in part.columns:
+        raise ValueError(f"comparison {c.name!r}: a rank-trend test needs a 'points' column")
+    part = part[np.isfinite(part[c.metric].astype(float))]
+    rhos, points = part[c.metric].to_numpy(float), part["points"].to_numpy(int)
+    n = len(rhos)
+    row = {"n_a": n, "n_b": n, "dropped": int(len(select(runs, c.a)) - n), "effect": float(rhos.mean()) if n else NAN,
+           "ci_lo": NAN, "ci_hi": NAN, "p_diff": NAN, "p_tost": NAN, "p_out": NAN, "kind": "rank",
+           "test_kind": "rank-trend", "scale": float(rhos.std(ddof=1)) if n > 1 else NAN,
+           "points": tuple(int(k) for k in points), "constant": n > 1 and _constant(rhos)}
+    if n < 2:
+        return row
+    lo, hi = interval(rhos)[1:3]
+    return row | {"ci_lo": lo, "ci_hi": hi, "p_diff": exact.rank_trend(rhos, points)["p"]}
+
+
+def welch(a: np.ndarray, b: np.ndarray, margin: float) -> dict:
+    "Unpaired arms: Welch's t test, its interval, the TOST and the test beyond the margin, with unequal variances."
     n_a, n_b = len(a), len(b)
     row = {"n_a": n_a, "n_b": n_b, "effect": a.mean() - b.mean() if n_a and n_b else NAN, "ci_lo": NAN,
-           "ci_hi": NAN, "p": NAN, "p_equiv": NAN, "kind": "ind", "scale": NAN}
+           "ci_hi": NAN, "p_diff": NAN, "p_tost": NAN, "p_out": NAN, "kind": "ind", "test_kind": "t", "scale": NAN}
     if n_a < 2 or n_b < 2:
         return row
     row["scale"] = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
-    if _constant(a) and _constant(b):
-        return row | _exact(float(a.mean() - b.mean()), margin)
+    if _constant(a) and _constant(b):  # no spread at all: an exact test of two samples has nothing to permute
+        row["constant"] = True
+        return row | {"ci_lo": row["effect"], "ci_hi": row["effect"], "p_diff": 1.0, "p_tost": 1.0, "p_out": 1.0}
     with warnings.catch_warnings():  # one arm at a constant value (stuck at chance) is fine for Welch
         warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
         result = stats.ttest_ind(a, b, equal_var=False)
+        above = stats.ttest_ind(a + margin, b, equal_var=False, alternative="greater").pvalue
+        below = stats.ttest_ind(a - margin, b, equal_var=False, alternative="less").pvalue
+        beyond = 2 * min(stats.ttest_ind(a - margin, b, equal_var=False, alternative="greater").pvalue,
+                         stats.ttest_ind(a + margin, b, equal_var=False, alternative="less").pvalue)
     lo, hi = result.confidence_interval(0.95)
-    return row | {"ci_lo": lo, "ci_hi": hi, "p": result.pvalue,
-                  "p_equiv": ttost_ind(a, b, -margin, margin, usevar="unequal")[0]}
+    return row | {"ci_lo": lo, "ci_hi": hi, "p_diff": result.pvalue, "p_tost": max(above, below),
+                  "p_out": min(1.0, beyond)}
 
 
-def _shares(a: np.ndarray, b: np.ndarray, learned: float, margin: float) -> dict:
-    "Share of runs that learn (metric > learned) in a vs b: Fisher's exact test, Newcombe's interval, TOST."
+def _shares(runs: pd.DataFrame, c: Comparison) -> dict:
+    "Share of runs that learn (metric > learned) in a vs b, unpaired: Fisher's exact test, Newcombe's interval."
+    a, b = _arm(runs, c, "a")[0], _arm(runs, c, "b")[0]
     # NaN > learned is False: a diverged run did not learn, so it stays in the count
-    k_a, n_a, k_b, n_b = int((a > learned).sum()), len(a), int((b > learned).sum()), len(b)
+    return fisher(a > c.learned, b > c.learned, c.margin) | {"seeds": _n_seeds(runs, c)}
+
+
+def fisher(learned_a: np.ndarray, learned_b: np.ndarray, margin: float) -> dict:
+    "The numbers of an unpaired share comparison from each run's learned or not."
+    k_a, n_a, k_b, n_b = int(learned_a.sum()), len(learned_a), int(learned_b.sum()), len(learned_b)
     with np.errstate(divide="ignore", invalid="ignore"):  # statsmodels also computes ratios of shares, 0/0 at k = 0
         lo, hi = confint_proportions_2indep(k_a, n_a, k_b, n_b, method="newcomb", compare="diff")
-        p_equiv = tost_proportions_2indep(k_a, n_a, k_b, n_b, -margin, margin, compare="diff").pvalue
+        p_tost = tost_proportions_2indep(k_a, n_a, k_b, n_b, -margin, margin, compare="diff").pvalue
+        beyond = 2 * min(test_proportions_2indep(k_a, n_a, k_b, n_b, value=margin, compare="diff",
+                                                 alternative="larger").pvalue,
+                         test_proportions_2indep(k_a, n_a, k_b, n_b, value=-margin, compare="diff",
+                                                 alternative="smaller").pvalue)
     return {"n_a": n_a, "n_b": n_b, "dropped": 0, "effect": k_a / n_a - k_b / n_b, "ci_lo": lo, "ci_hi": hi,
-            "p": stats.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]]).pvalue, "p_equiv": p_equiv,
-            "kind": "share", "scale": k_b / n_b}
+            "p_diff": stats.fisher_exact([[k_a, n_a - k_a], [k_b, n_b - k_b]]).pvalue,
+            "p_tost": float(np.nan_to_num(p_tost, nan=1.0)), "p_out": min(1.0, float(np.nan_to_num(beyond, nan=1.0))),
+            "kind": "share", "test_kind": "fisher", "scale": k_b / n_b}
+
+
+def _n_seeds(runs: pd.DataFrame, c: Comparison) -> int:
+    "Distinct seeds in the smaller arm: runs pooled over cells are not replicates."
+    if "seed" not in runs.columns:
+        return 0
+    return min(runs.loc[_mask(runs, getattr(c, w)), "seed"].nunique() for w in ("a", "b"))
+
+
+def _paired_shares(runs: pd.DataFrame, c: Comparison) -> dict:
+    "Share that learns in a vs b, paired by seed within each stratum: the exact McNemar test over all strata."
+    keys = ["seed", *c.strata]
+    a, b = _keyed(runs, c, "a", keys), _keyed(runs, c, "b", keys)
+    common = sorted(set(a) & set(b), key=str)
+    la = np.array([a[k] > c.learned for k in common], bool)  # NaN > learned is False: a diverged run did not learn
+    lb = np.array([b[k] > c.learned for k in common], bool)
+    return mcnemar(la, lb, [k[0] for k in common], [k[1:] for k in common])
+
+
+def mcnemar(learned_a: np.ndarray, learned_b: np.ndarray, seeds: Sequence, strata: Sequence) -> dict:
+    "The numbers of a paired share comparison from each pair's learned or not, its seed and its stratum."
+    test = exact.paired_shares(learned_a, learned_b)
+    cells = sorted(set(strata), key=str)
+    shares_b = tuple(float(learned_b[[s == cell for s in strata]].mean()) for cell in cells)
+    n = len(learned_a)
+    return {"n_a": n, "n_b": n, "dropped": 0, "effect": test["effect"], "ci_lo": test["ci_lo"],
+            "ci_hi": test["ci_hi"], "p_diff": test["p"], "p_tost": NAN, "p_out": NAN, "kind": "paired share",
+            "test_kind": "mcnemar", "scale": float(learned_b.mean()) if n else NAN, "seeds": len(set(seeds)),
+            "strata": len(cells), "shares_b": shares_b}
 
 
 def _holm(p: list[float], family: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -268,26 +408,77 @@ def _holm(p: list[float], family: np.ndarray, alpha: float = ALPHA) -> np.ndarra
     adjusted = np.full(len(p), NAN)
     if family.any():
         raw = np.nan_to_num(np.asarray(p, dtype=float)[family], nan=1.0)
-        adjusted[family] = multipletests(raw, alpha=alpha, method="holm")[1]
+        # statsmodels' multipletests(method="holm"), without the gc.collect() it makes on every call (0.2 s beside
+        # torch's heap, thousands of times in a simulation); tests pin the two equal
+        order = np.argsort(raw, kind="stable")
+        steps = np.minimum(1.0, np.maximum.accumulate(raw[order] * (len(raw) - np.arange(len(raw)))))
+        adjusted[np.flatnonzero(family)[order]] = steps
     return adjusted
 
 
 @lru_cache(maxsize=4096)
-def _standardized(kind: str, n_a: int, n_b: int, alpha: float) -> float:
-    "The smallest standardized effect a design detects with POWER in a two-sided test at level alpha."
+def _standardized(kind: str, n_a: int, n_b: int, level: float) -> float:
+    "The smallest standardized effect a design detects with POWER in a two-sided test at `level`."
     solver = TTestPower() if kind == "one" else TTestIndPower() if kind == "ind" else NormalIndPower()  # share: h
     sizes = {"nobs": n_a} if kind == "one" else {"nobs1": n_a, "ratio": n_b / n_a}
     # the two-sided test's upper tail: statsmodels' two-sided solve misses at 5 seeds and small alpha (even < 0),
     # and scipy's noncentral t turns the far lower tail into NaN; at 80% power that tail is below 1e-5
-    return np.asarray(solver.solve_power(alpha=alpha / 2, power=POWER, alternative="larger", **sizes)).item()
+    return np.asarray(solver.solve_power(alpha=level / 2, power=POWER, alternative="larger", **sizes)).item()
 
 
-def _detectable(row: dict, alpha: float) -> float:
-    "The smallest |difference| the comparison detects with POWER, on the effect's scale."
-    if min(row["n_a"], row["n_b"]) < 2 or not np.isfinite(row["scale"]):
+def _detectable(row: dict, level: float) -> float:
+    "The smallest |difference| the comparison detects with POWER, on the effect's scale (NaN: no formula fits)."
+    if (min(row["n_a"], row["n_b"]) < 2 or not np.isfinite(row["scale"]) or row["kind"] in ("rank", "paired share")
+            or row["expect"] == "equivalent"):  # a TOST's reach is its power at no difference, stated beside it
         return NAN
-    effect = _standardized(row["kind"], row["n_a"], row["n_b"], alpha)
+    if row.get("test_kind") == "sign-flip" and exact.smallest_p(row["n_a"]) >= level:
+        return math.inf  # too few seeds for the exact test to reject at this level, whatever the effect
+    effect = _standardized(row["kind"], row["n_a"], row["n_b"], level)
     return _share_difference(effect, row["scale"]) if row["kind"] == "share" else effect * row["scale"]
+
+
+def _power(row: dict, level: float) -> float:
+    "The chance the comparison resolves a true effect of its margin in the predicted direction (0 at the null)."
+    n, margin, scale = min(row["n_a"], row["n_b"]), row["margin"], row["scale"]
+    if n < 2 or not np.isfinite(scale) or margin <= 0:
+        return NAN
+    if row["expect"] == "equivalent":
+        return _tost_power(row, level)
+    if row.get("test_kind") == "sign-flip" and exact.smallest_p(n) >= level:
+        return 0.0
+    sign = 1 if row["expect"] == "greater" else -1
+    if row["kind"] == "rank":  # by simulation: no formula fits an exact test of discrete statistics
+        return exact.rank_trend_power(row["points"], sign * margin, level)
+    if row["kind"] == "paired share":
+        return exact.paired_shares_power(row["shares_b"], row["n_a"] // max(1, row["strata"]), sign * margin, level)
+    if scale == 0:
+        return 1.0
+    if row["kind"] == "share":
+        h = abs(2 * math.asin(math.sqrt(min(1, scale + margin))) - 2 * math.asin(math.sqrt(scale)))
+        return float(NormalIndPower().power(h, nobs1=row["n_a"], ratio=row["n_b"] / row["n_a"], alpha=level))
+    if row["kind"] == "ind":  # Welch's estimated degrees of freedom cost power that no formula counts: simulated
+        return _welch_power(row["n_a"], row["n_b"], margin / scale, level)
+    return float(TTestPower().power(effect_size=margin / scale, nobs=n, alpha=level / 2, alternative="larger"))
+
+
+@lru_cache(maxsize=1024)
+def _welch_power(n_a: int, n_b: int, effect: float, level: float) -> float:
+    "Power of Welch's two-sided t-test at `level` for a standardized difference, equal spreads (fixed-seed draws)."
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(effect, 1, (exact.SIMULATIONS, n_a)), rng.normal(0, 1, (exact.SIMULATIONS, n_b))
+    result = stats.ttest_ind(a, b, axis=1, equal_var=False)
+    return float(np.mean((result.pvalue < level) & (result.statistic > 0)))
+
+
+def _tost_power(row: dict, level: float) -> float:
+    "Power of the TOST to call a true difference of 0 equivalent within the margin (normal approximation)."
+    n, margin, scale = row["n_a"], row["margin"], row["scale"]
+    if row["kind"] not in ("one", "ind") or scale == 0:
+        return NAN if scale != 0 else 1.0
+    se = scale / math.sqrt(n) if row["kind"] == "one" else scale * math.sqrt(1 / row["n_a"] + 1 / row["n_b"])
+    df = n - 1 if row["kind"] == "one" else row["n_a"] + row["n_b"] - 2
+    crit = stats.t.ppf(1 - level, df)
+    return float(max(0.0, 2 * stats.t.cdf(margin / se - crit, df) - 1))
 
 
 def _share_difference(h: float, share_b: float) -> float:
@@ -298,33 +489,60 @@ def _share_difference(h: float, share_b: float) -> float:
 
 
 def _outcome(row: dict, alpha: float = ALPHA) -> str:
-    "A non-indicative row's outcome from its Holm-adjusted p values."
-    differs, same = row["p_adj"] < alpha, row["p_equiv_adj"] < alpha
+    "A non-indicative row's outcome from its one Holm-adjusted p."
+    if not row["p_adj"] < alpha:
+        return "inconclusive"
     if row["expect"] == "equivalent":
-        return "equivalent" if same else "contradicted" if differs else "inconclusive"
-    if differs:
-        return "supported" if np.sign(row["effect"]) == (1 if row["expect"] == "greater" else -1) else "contradicted"
-    return "equivalent" if same else "inconclusive"
+        return "contradicted" if row["beyond"] else "equivalent"
+    return "supported" if np.sign(row["effect"]) == (1 if row["expect"] == "greater" else -1) else "contradicted"
 
 
-def verdict(table: pd.DataFrame) -> str:
-    "The claim's verdict: indicative, supported, contradicted, inconclusive or partly supported."
+def _note(row: dict) -> str:
+    "What a reader should know beside the outcome."
+    notes = []
+    if row.get("constant"):
+        notes.append("every replicate equal: an exact test")
+    if row["outcome"] == "equivalent" and (row["ci_lo"] > 0 or row["ci_hi"] < 0):
+        notes.append("inside the margin, and also non-zero")
+    if row.get("test_kind") == "sign-flip" and row["n_a"] and exact.smallest_p(row["n_a"]) >= ALPHA:
+        notes.append(f"{row['n_a']} seeds: an exact test cannot reach p < {ALPHA:g}")
+    return "; ".join(notes)
+
+
+VERDICTS = ("supported", "partly supported", "mixed", "inconclusive", "contradicted", "indicative")
+
+
+def word(table: pd.DataFrame) -> str:
+    """The claim's word: supported (every comparison as predicted), partly supported (some as predicted, none
+    against, the rest inconclusive), mixed (some as predicted, some against), contradicted (some against, none as
+    predicted), inconclusive (none resolved); indicative while an arm has too few seeds."""
     if table.empty:
         raise ValueError("a claim needs at least one comparison")
     if (table.outcome == "indicative").any():
         return "indicative"
     expected = np.where(table.expect == "equivalent", "equivalent", "supported")
-    hits = table.outcome.to_numpy() == expected
-    against = (table.outcome == "contradicted") | ((table.outcome == "equivalent") & (table.expect != "equivalent"))
+    hits, against = table.outcome.to_numpy() == expected, (table.outcome == "contradicted").to_numpy()
     if hits.all():
         return "supported"
-    if not hits.any() and against.any():
-        return "contradicted"
-    return "inconclusive" if (table.outcome == "inconclusive").all() else "partly supported"
+    if hits.any():
+        return "mixed" if against.any() else "partly supported"
+    return "contradicted" if against.any() else "inconclusive"
 
 
-def interval(values) -> tuple[float, float, float, int, int]:
-    "(mean, lo, hi, n, dropped) of the finite values with a 95% t-interval; dropped counts the non-finite ones."
+def tally(table: pd.DataFrame) -> str:
+    "The outcomes counted: '3 supported, 1 contradicted, 2 inconclusive'."
+    counts = table.outcome.value_counts()
+    return ", ".join(f"{counts[o]} {o}" for o in (*OUTCOMES, "indicative") if o in counts)
+
+
+def verdict(table: pd.DataFrame) -> str:
+    "The claim's word and its outcomes counted: 'partly supported (3 supported, 2 inconclusive)'."
+    return f"{word(table)} ({tally(table)})"
+
+
+def interval(values, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[float, float, float, int, int]:
+    """(mean, lo, hi, n, dropped) of the finite values with a 95% t-interval, clipped to the metric's `bounds`;
+    dropped counts the non-finite ones."""
     v, dropped = _finite(values)
     n = len(v)
     if n == 0:
@@ -333,7 +551,7 @@ def interval(values) -> tuple[float, float, float, int, int]:
     if n == 1 or _constant(v):
         return mean, mean, mean, n, dropped
     lo, hi = DescrStatsW(v).tconfint_mean(alpha=0.05)
-    return mean, float(lo), float(hi), n, dropped
+    return mean, max(float(lo), bounds[0]), min(float(hi), bounds[1]), n, dropped
 
 
 def share_interval(k: int, n: int) -> tuple[float, float, float]:
@@ -346,26 +564,47 @@ def share_interval(k: int, n: int) -> tuple[float, float, float]:
     return k / n, float(lo), float(hi)
 
 
+def _predicted(r: dict, num) -> str:
+    return (f"within ±{num(r['margin'], '')}" if r["expect"] == "equivalent"
+            else f"{'>' if r['expect'] == 'greater' else '<'} 0")
+
+
+def _n_cell(r: dict) -> str:
+    design, n = r["test"], r["n_a"]
+    if "McNemar" in design:
+        return f"{r['n_a']} pairs ({n // max(1, r['strata'])} seeds x {r['strata']} strata)" if r["strata"] > 1 \
+            else f"{n} pairs"
+    if design.startswith("Welch") or design.startswith("Fisher"):
+        return f"{r['n_a']} vs {r['n_b']}"
+    if design.startswith("paired") or "interaction" in design or "(a-b)" in design or design == "exact sign-flip":
+        return f"{n} seeds"
+    return f"{n}"
+
+
 def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     "The verdict table as GitHub markdown, with the decision rule in a line under it."
     num = lambda x, fmt="+": "–" if not np.isfinite(x) else f"{x:{fmt}.{digits}f}"
-    lines = ["| comparison | test | n | effect [95% CI] | p (Holm) | equivalence: margin, p (Holm) | outcome |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| comparison | predicted | test | n | effect [95% CI] | p (Holm) | power at the margin | outcome |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
-        n = _N_CELLS[_DESIGNS.get(r["test"], "share")].format(**r)
         dropped = f", {r['dropped']} diverged dropped" if r["dropped"] else ""
-        # a zero-width interval: the t-test's limit, which says nothing about how replicates could differ
-        same = ", every one equal" if np.isfinite(r["effect"]) and r["ci_lo"] == r["ci_hi"] and r["n_a"] > 1 else ""
-        inconclusive = f"inconclusive (detectable: ±{num(r['detectable'], '')})"
-        cells = [r["comparison"].replace("|", r"\|"), r["test"], n + same + dropped,
-                 f"{num(r['effect'])} [{num(r['ci_lo'])}, {num(r['ci_hi'])}]", _p_cell(r["p"], r["p_adj"]),
-                 f"±{num(r['margin'], '')}, {_p_cell(r['p_equiv'], r['p_equiv_adj'])}",
-                 inconclusive if r["outcome"] == "inconclusive" else r["outcome"]]
+        ci = (f"[{num(r['ci_lo'])}, {num(r['ci_hi'])}]" if np.isfinite(r["ci_lo"]) and np.isfinite(r["ci_hi"])
+              else "[unbounded]" if np.isfinite(r["effect"]) and r["n_a"] > 1 else "[–]")
+        power = "–" if not np.isfinite(r["power"]) else f"{r['power']:.0%} at ±{num(r['margin'], '')}"
+        outcome = r["outcome"]
+        if outcome == "inconclusive" and np.isfinite(r["detectable"]):
+            outcome += f" (detectable: ±{num(r['detectable'], '')})"
+        if r["note"]:
+            outcome += f"; {r['note']}"
+        cells = [r["comparison"].replace("|", r"\|"), _predicted(r, num), r["test"], _n_cell(r) + dropped,
+                 f"{num(r['effect'])} {ci}", _p_cell(r["p"], r["p_adj"]), power, outcome]
         lines.append("| " + " | ".join(cells) + " |")
     alpha = table.attrs.get("alpha", ALPHA)
-    lines += ["", f"Two-sided tests at alpha {alpha:g} with Holm's correction over the claim's comparisons; "
-                  f"\"equivalent\" only from a TOST within the margin shown; fewer than {MIN_SEEDS} replicates "
-                  "in an arm: indicative (numbers, no verdict)."]
+    lines += ["", f"One hypothesis per comparison, Holm's correction over the claim's {len(table)} at alpha "
+                  f"{alpha:g}: a predicted direction is tested two-sided; \"within ±m\" is tested by its margin (a "
+                  "TOST inside it: equivalent; a difference resolved beyond it: contradicted). Power: the chance of "
+                  "resolving a true effect of the margin, at Holm's first-step level. Fewer than "
+                  f"{MIN_SEEDS} replicates in an arm: indicative (numbers, no verdict)."]
     return "\n".join(lines)
 
 

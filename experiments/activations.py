@@ -67,7 +67,7 @@ def report(ctx) -> tuple[str, str]:
         ax.set_ylim(max(0.0, g["mean"].min() - 0.05), 1.0)
         ax.set_title(series), ax.set_ylabel("held-out accuracy (mean, 95% CI)"), ax.tick_params(axis="x", rotation=30)
     fig.suptitle(f"simple_cnn, each activation at its searched rate: C8 {word}")
-    t = s.assign(cell=[R.fmt(m, h, 4, int(d)) for m, h, d in zip(s["mean"], s["ci"], s["diverged"])]).pivot(
+    t = s.assign(cell=R.cells(s, 4)).pivot(
         index="act", columns="series", values="cell").reindex(list(ACTIVATIONS))[list(SERIES)]
     body = "\n".join([
         "Data: embedded MNIST (4,000 training / 1,000 held-out). Model: fastbook's simple_cnn, the activation in "

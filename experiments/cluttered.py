@@ -74,7 +74,7 @@ def report(ctx) -> tuple[str, str]:
                  for m, e in spec["paper"].items()]
         g = s[s["benchmark"] == b]
         rows += [{"benchmark": b, "model": f"ours: pooled_cnn + {r.pool} head (n={r.n})",
-                  "test error %": R.fmt(r.mean, r.ci, 2, int(r.diverged))} for r in g.itertuples()]
+                  "test error %": R.fmt(r.mean, r.ci, 2, int(r.diverged), r.lo, r.hi)} for r in g.itertuples()]
     body = "\n".join([
         f"Data: ten-way scenes, a 28 px digit among 8x8 fragments of other digits; {p['n_scenes']} training scenes "
         f"from the 4,000 training digits, {p['n_scenes'] // 4} test scenes from the 1,000 held-out digits: {CAVEAT} "
@@ -85,7 +85,7 @@ def report(ctx) -> tuple[str, str]:
         S.section(cells(ctx.profile), p["lrs"], ctx.store.read().rows, lambda c: f"{c.canvas} px, {c.pool}",
                   "Searched per benchmark and head on the search split (seed 0):")])
     best = {b: s[s["benchmark"] == b].sort_values("mean").iloc[0] for b in BENCHMARKS}
-    finding = "; ".join(f"{b}: best {r['pool']} head {R.fmt(r['mean'], r['ci'], 2)}% test error (n={r['n']}; "
+    finding = "; ".join(f"{b}: best {r['pool']} head {R.cells(r.to_frame().T, 2)[0]}% test error (n={r['n']}; "
                         f"paper: CNN {BENCHMARKS[b]['paper']['CNN, 2 layers']}%, RAM {BENCHMARKS[b]['paper']['RAM']}%)"
                         for b, r in best.items()) + f"; {CAVEAT}; max and concat above avg: {word}."
     return body, finding

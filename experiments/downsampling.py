@@ -131,7 +131,7 @@ def report(ctx) -> tuple[str, str]:
     table = pd.DataFrame({
         "task": s["task"], "way down": s["arm"], "width": [arm_config(t, a).width for t, a in zip(s["task"], s["arm"])],
         "learning rate": [f"{lr[(t, a)]:g}" for t, a in zip(s["task"], s["arm"])],
-        "held-out accuracy": [R.fmt(m, h, 4, int(d)) for m, h, d in zip(s["mean"], s["ci"], s["diverged"])],
+        "held-out accuracy": R.cells(s, 4),
         "parameters": [f"{costs[(t, a)][0]:,}" for t, a in zip(s["task"], s["arm"])],
         "MACs per image": [f"{costs[(t, a)][1]:,}" for t, a in zip(s["task"], s["arm"])],
         "s per epoch (1 thread)": [f"{m:.2f}" for m in secs["mean"]], "n": s["n"]})

@@ -86,7 +86,7 @@ def learned(ctx) -> tuple[list[str], str]:
     for rotations, name in ((1, "top-edge only"), (4, "any orientation")):
         runs[name] = [float(edge_match(store.weights(r)[M.FIRST_CONV][:, 0], rotations).mean())
                       if s != M.INIT else float("nan") for r, s in zip(runs["run_id"], runs["setting"])]
-    table = stats.compare(runs, [stats.Comparison(
+    table = ctx.compare(runs, [stats.Comparison(
         "learned kernels' match with the hand-made kernel (any orientation): trained - at initialisation",
         {"setting": M.BEST}, {"setting": M.INIT}, metric="edge_match", margin=0.02)])
     word = stats.verdict(table)

@@ -134,7 +134,7 @@ def test_folder_trains_end_to_end_resumes_then_predicts(tmp_path, capsys):
     text = (folder / "summary.md").read_text()
     for part in ("classes: black, grizzly, teddy", "## Confusion matrix", "confusion_matrix.png", "top_losses.png",
                  "RandomSplitter(valid_pct=0.2, seed=42)", "RandomResizedCrop(32, min_scale=0.5)", "## Verdict",
-                 "| comparison | test |", "cnn-exp predict"):
+                 "| comparison | predicted | test |", "cnn-exp predict"):
         assert part in text, part
     assert (folder / "confusion_matrix.png").stat().st_size > 0 and (folder / "top_losses.png").stat().st_size > 0
     assert cli.main(argv) == 0 and "2 already in" in capsys.readouterr().out  # resumed: nothing trained again
@@ -271,7 +271,7 @@ def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
     assert cli.main(["report", "fine_tune", "--profile", "quick", "--results", str(tmp_path)]) == 0
     partial = (tmp_path / "fine_tune" / "summary_quick.md").read_text()
     for part in ("## Status: the grid is not complete", "| not run ", "| not chosen yet ",
-                 "| fine_tune, BN statistics kept - fine_tune, 2 per class | paired t | 0 pairs | – [–, –] |"):
+                 "| fine_tune, BN statistics kept - fine_tune, 2 per class | > 0 | paired t | 0 seeds | – [–] |"):
         assert part in partial, part
 
 

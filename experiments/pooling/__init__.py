@@ -110,8 +110,8 @@ def one_cell(profile: str) -> int:
 
 def comparisons(profile: str) -> list[Comparison]:
     """The claim's family, declared before the runs: detection at one cell (paired by seed), the share of seeds
-    that learn over the threshold sizes (Fisher), and the dilution trend ((max - avg) on the largest map minus
-    on the 2x2 map, paired by seed)."""
+    that learn over the threshold sizes (exact McNemar, paired by seed within each size), and the dilution trend
+    ((max - avg) on the largest map minus on the 2x2 map, paired by seed)."""
     one = dict(arm="threshold", obj_size=one_cell(profile))
     big, small = max(PROFILES[profile]["maps"]), min(PROFILES[profile]["maps"])
     out = []
@@ -121,7 +121,7 @@ def comparisons(profile: str) -> list[Comparison]:
     for head in ("max", "concat"):
         out.append(Comparison(f"{head} - avg, share of runs that learn, all threshold sizes",
                               dict(arm="threshold", pool=head), dict(arm="threshold", pool="avg"), test="share",
-                              learned=LEARNED, margin=0.1))
+                              learned=LEARNED, margin=0.1, strata=("obj_size",)))
     for head in ("max", "concat"):
         out.append(Comparison(f"dilution: ({head} - avg) on the {big}x{big} map minus on the {small}x{small} map",
                               dict(arm="dilution", map=big, pool=head), dict(arm="dilution", map=big, pool="avg"),

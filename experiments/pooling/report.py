@@ -58,8 +58,9 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
             share, lo, hi = stats.share_interval(k, n) if n else (math.nan,) * 3
             learners = gh[gh["learned"]]["accuracy"]
             m, l2, h2, nl, _ = stats.interval(learners)
+            half = (h2 - l2) / 2 if nl > 1 else math.nan
             row[f"{h}: learn"] = f"{k}/{n} ({lo:.2f}-{hi:.2f})"
-            row[f"{h}: acc. of learners"] = f"{m:.3f}" + (f" ± {(h2 - l2) / 2:.3f}" if nl > 1 else "") if nl else "-"
+            row[f"{h}: acc. of learners"] = R.fmt(m, half, 3, 0, max(l2, 0.0), min(h2, 1.0)) if nl else "-"
             if h != "avg":
                 d = (gh.set_index("seed")["accuracy"] - avg).dropna()
                 dm, dl, dh, dn, _ = stats.interval(d)
@@ -90,9 +91,8 @@ def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
     if dil.empty:
         return ["## Dilution arm", "", "No runs yet."]
     s = R.summarize(dil, ["map", "pool"])
-    s["cell"] = [R.fmt(m, h, 3, int(d)) + f" (learn {int(k)}/{int(n)})" for m, h, d, k, n in zip(
-        s["mean"], s["ci"], s["diverged"],
-        dil.groupby(["map", "pool"], sort=False)["learned"].sum(), dil.groupby(["map", "pool"], sort=False).size())]
+    by = dil.groupby(["map", "pool"], sort=False)
+    s["cell"] = [c + f" (learn {int(k)}/{int(n)})" for c, k, n in zip(R.cells(s, 3), by["learned"].sum(), by.size())]
     t = s.pivot(index="map", columns="pool", values="cell").reindex(columns=list(DILUTION_HEADS))
     t = t.astype(object).where(t.notna(), "not run")
     t.index = [f"{m}x{m} ({m * cell_px(profile)} px scene; the bear covers {share_of_map(m, profile):.1%})"
@@ -128,12 +128,13 @@ def head_only(thr: pd.DataFrame, profile: str) -> list[str]:
         elif own[h] <= LEARNED:
             lines.append(f"{h}: its own head fails ({own[h]:.3f}) but a fresh head on the same body reaches "
                          f"{best_probe[h]:.3f}: the evidence is in the body, the trained head missed it")
-    good = [h for h in HEADS if own[h] > LEARNED]
+    learners = g[g["learned"]]  # runs, not heads: a head whose mean is above chance still has runs that failed
+    which = ", ".join(f"{h} {int((learners['pool'] == h).sum())} of {int((g['pool'] == h).sum())}" for h in HEADS
+                      if (learners["pool"] == h).any())
     for h in ("max", "concat"):
-        if good:
-            on_good = m.loc[good, f"probe {h}"].mean()
-            lines.append(f"the {h} probe on bodies whose own head learns ({', '.join(good)}): {on_good:.3f} "
-                         f"(their own heads: {own[good].mean():.3f})")
+        if len(learners):
+            lines.append(f"the {h} probe on the bodies of the runs that learn ({which}): "
+                         f"{learners[f'probe_{h}'].mean():.3f} (their own heads: {learners['accuracy'].mean():.3f})")
     return ["## Head-only arm: a worse body, or a head that cannot pool the evidence?", "",
             f"At {size / cell_px(profile):g} cells ({int(size)} px), where the heads differ most in the share of "
             "seeds that learn: each run's body frozen, and every pooling head fitted afresh on its feature maps "
