@@ -554,6 +554,35 @@ def interval(values, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tup
     return mean, max(float(lo), bounds[0]), min(float(hi), bounds[1]), n, dropped
 
 
+def threshold(size, learned) -> dict:
+    """The size at which half the runs learn, from a logistic model of learned against log size, and its 95%
+    profile-likelihood interval (the thresholds a likelihood-ratio test keeps), both within the sizes tried. The
+    slope is searched up to a step as sharp as the data allow, so runs split cleanly by size (where a plain logistic
+    fit diverges) give the bracket between the sizes. kind: "logit", "below" (every run learns) or "above" (none)."""
+    x, y = np.log(np.asarray(size, float)), np.asarray(learned, bool)
+    if y.all() or not y.any():
+        edge = float(np.exp(x.min() if y.all() else x.max()))
+        return {"kind": "below" if y.all() else "above", "threshold": NAN, "lo": edge, "hi": edge}
+    taus = np.linspace(x.min(), x.max(), 401)
+    slopes = np.geomspace(0.1, 1000 / max(np.ptp(x), 1e-9), 300)
+    z = slopes[None, :, None] * (x[None, None, :] - taus[:, None, None])
+    # log-likelihood of each (threshold, slope): log sigmoid(z) for runs that learn, log sigmoid(-z) for the rest
+    ll = -np.logaddexp(0, np.where(y, -z, z)).sum(-1)
+    profile = ll.max(1)
+    kept = taus[2 * (profile.max() - profile) <= stats.chi2.ppf(0.95, 1)]
+    best = taus[profile == profile.max()]
+    return {"kind": "logit", "threshold": float(np.exp(np.median(best))), "lo": float(np.exp(kept.min())),
+            "hi": float(np.exp(kept.max()))}
+
+
+def threshold_text(t: dict, unit: str = "", digits: int = 2) -> str:
+    "A threshold in words: '0.81 [0.76, 0.86] cells', or the bracket the data give."
+    f = lambda v: f"{v:.{digits}f}"
+    return {"logit": lambda: f"{f(t['threshold'])} [{f(t['lo'])}, {f(t['hi'])}]{unit}",
+            "below": lambda: f"below {f(t['hi'])}{unit} (every run learns)",
+            "above": lambda: f"above {f(t['lo'])}{unit} (no run learns)"}[t["kind"]]()
+
+
 def share_interval(k: int, n: int) -> tuple[float, float, float]:
     "The share k/n and its exact Clopper-Pearson 95% interval."
     if not 0 <= k <= n:

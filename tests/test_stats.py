@@ -19,6 +19,8 @@ from cnn_experiments.stats import (
     select,
     share_interval,
     tally,
+    threshold,
+    threshold_text,
     verdict,
     word,
 )
@@ -388,3 +390,15 @@ def test_a_grid_not_yet_complete_gives_numbers_but_no_verdict():
     assert list(table.outcome) == ["indicative", "indicative"] and table.p.iloc[0] < 0.001
     assert table.n_a.iloc[1] == 0 and math.isnan(table.effect.iloc[1])
     assert compare(runs, [done]).outcome.iloc[0] == "supported"
+
+
+def test_a_threshold_is_the_logistic_models_half_way_size_even_where_runs_split_cleanly():
+    rng = np.random.default_rng(0)
+    size = np.repeat([0.5, 0.625, 0.75, 0.875, 1.0, 1.25], 40)
+    learned = rng.random(len(size)) < 1 / (1 + np.exp(-12 * (np.log(size) - np.log(0.8))))
+    t = threshold(size, learned)
+    assert t["kind"] == "logit" and t["lo"] < 0.8 < t["hi"] and t["hi"] - t["lo"] < 0.15
+    separated = threshold(size, size > 0.8)  # a plain logistic fit diverges here: the slope is infinite
+    assert 0.75 <= separated["lo"] < separated["threshold"] < separated["hi"] <= 0.875 + 0.01
+    assert threshold(size, size > 0)["kind"] == "below" and threshold(size, size < 0)["kind"] == "above"
+    assert threshold_text(separated, " cells").endswith("] cells")

@@ -75,7 +75,11 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
             f"Objects from {min(thr['cells']):g} to {max(thr['cells']):g} cells of the {map_side(profile)}x"
             f"{map_side(profile)} map; seeds per cell: {seed_counts(thr)}.", "",
             "### Share of seeds that learn (exact 95% interval)", "", t[share_cols].to_markdown(index=False), "",
-            fig, "", "### Held-out accuracy of the runs that learn (mean ± 95% t-interval)", "",
+            fig, "", "### Each head's threshold: the size at which half the seeds learn", "",
+            "A logistic model of learns against log size per head (95% profile-likelihood interval):", "",
+            *[f"- {h}: " + stats.threshold_text(stats.threshold(g["cells"], g["learned"]), " cells")
+              for h, g in thr.groupby("pool", sort=False) if h in HEADS], "",
+            "### Held-out accuracy of the runs that learn (mean ± 95% t-interval)", "",
             t[acc_cols].to_markdown(index=False), "",
             "### Paired difference from avg, all runs (mean [95% t-interval], by seed)", "",
             t[diff_cols].to_markdown(index=False)]
