@@ -28,7 +28,7 @@ class Config:
     """Everything one run depends on. Same config, same numbers on the same kind of device."""
     # data
     data: str = "mnist"  # mnist (embedded 5,000 digits), mnist_full (70,000, downloads), scenes, or folder
-    n_train: int = 0  # training images used, a fixed seeded subset with every class equally often; 0 = all
+    n_train: int = 0  # training images used, a seeded subset (fixed unless vary_data), every class equally; 0 = all
     split: str = "heldout"  # evaluate on held-out data, or "search": on a fifth of the train data (to pick lr)
     canvas: int = 64  # scenes: side of the square scene, px
     obj_size: int = 28  # scenes: side of the object (the "bear"), px; 28 is a digit's native size
@@ -37,6 +37,7 @@ class Config:
     mode: str = "binary"  # scenes: binary (bear vs another digit) or tenway (which digit)
     n_scenes: int = 4000  # scenes: training scenes (held-out scenes: a quarter of this)
     folder: str = ""  # data=folder: a folder of class sub-folders (fastbook's bears), split 80/20 with seed 42
+    vary_data: bool = False  # the seed also draws the data: scenes, the labelled subset (n_train); False: fixed draws
     # model
     arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13), pooled_cnn (body + pooling head), fastai_head,
     # or a pretrained body (efficientnet_lite0 offline, resnet18/34 online) + fastai's create_head(ps=p)
@@ -59,7 +60,7 @@ class Config:
     freeze_epochs: int = 1  # fine_tune: epochs of the head alone on the frozen body first (fastai's default, 1)
     bs: int = 64  # batch size, images
     wd: float = 0.01  # decoupled weight decay (fastai's default)
-    seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed
+    seed: int = 0  # seeds initialisation, batch order and dropout; data splits are fixed unless vary_data
     device: str = "cpu"  # cpu or cuda: recorded with the run, not part of its identity
     precision: str = "fp32"  # fp32, or bf16: training's forward pass and loss autocast (weights, scoring stay fp32)
     channels_last: bool = False  # NHWC weights, so convolutions run channels-last (the GPU's faster layout)

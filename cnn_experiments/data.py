@@ -94,10 +94,14 @@ def search_split(d: Digits) -> Digits:
 DATASETS = {"mnist": mnist_embedded, "mnist_full": mnist_full}
 
 
-def stratified(y: torch.Tensor, n: int) -> torch.Tensor:
+def stratified(y: torch.Tensor, n: int, run_seed: int | None = None) -> torch.Tensor:
     """Indices of a fixed subset of n labels, every class equally often (as far as n allows): a seeded order,
-    taken round-robin over the classes, so a smaller subset is part of every larger one."""
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    taken round-robin over the classes, so a smaller subset is part of every larger one. With `run_seed`
+    (vary_data) each run seed draws a subset of its own the same way."""
+    seed = SPLIT_SEED
+    if run_seed is not None:  # a stream of its own: not the fixed order, nor the one the run's torch seed draws
+        seed = int(np.random.SeedSequence(SPLIT_SEED, spawn_key=(run_seed,)).generate_state(1)[0])
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     rank = torch.empty_like(perm)
     for c in y.unique():
         members = perm[y[perm] == c]

@@ -62,7 +62,7 @@ def pick_objects(labels: np.ndarray, mass: np.ndarray, n: int, target: int, mode
 
 
 def make_scenes(digits: torch.Tensor, labels: torch.Tensor, n: int, canvas: int, obj_size: int,
-                num_dist: int = -1, target: int = 3, mode: str = "binary", seed: int = 0):
+                num_dist: int = -1, target: int = 3, mode: str = "binary", seed: int | np.random.SeedSequence = 0):
     """`n` scenes (n, 1, canvas, canvas) in [0, 1], their labels, and each object's box (top, left, size).
 
     Objects and clutter both come from `digits` (N, 28, 28): pass only train digits for train scenes.
@@ -93,23 +93,30 @@ def make_scenes(digits: torch.Tensor, labels: torch.Tensor, n: int, canvas: int,
     return torch.from_numpy(out)[:, None], torch.from_numpy(y), torch.from_numpy(boxes)
 
 
+def scene_seed(fixed: int, run_seed: int | None = None):
+    "The fixed scene seed, or (vary_data) a stream keyed by it and the run's seed: never one of the fixed draws."
+    # a spawn key, not [fixed, run_seed]: numpy ignores a seed array's trailing zeros (run seed 0 = the fixed draw)
+    return fixed if run_seed is None else np.random.SeedSequence(fixed, spawn_key=(run_seed,))
+
+
 @lru_cache(maxsize=2)
 def scenes_for(canvas: int, obj_size: int, num_dist: int, target: int, mode: str, n_scenes: int,
-               search: bool = False):
+               search: bool = False, run_seed: int | None = None):
     """Train and evaluation scenes: train scenes from train digits only, evaluation from the others only.
-    The scenes are fixed (seeds 0 and 1) whatever the run's seed: every head sees the same data."""
+    Without `run_seed` the scenes are fixed (seeds 0 and 1) whatever the run's seed: every head sees the same data;
+    with it (vary_data) each run seed draws scenes of its own, and is part of the cache key."""
     d = load_digits("mnist", search)
     xt, yt, xv, yv = d.x_train[:, 0], d.y_train, d.x_valid[:, 0], d.y_valid
     kw = dict(canvas=canvas, obj_size=obj_size, num_dist=num_dist, target=target, mode=mode)
-    train = make_scenes(xt, yt, n_scenes, seed=0, **kw)
-    valid = make_scenes(xv, yv, max(n_scenes // 4, 2), seed=1, **kw)
+    train = make_scenes(xt, yt, n_scenes, seed=scene_seed(0, run_seed), **kw)
+    valid = make_scenes(xv, yv, max(n_scenes // 4, 2), seed=scene_seed(1, run_seed), **kw)
     return train, valid
 
 
 def scene_split(cfg):
     "The scenes of a run's config: (x_train, y_train, x_eval, y_eval, train boxes)."
     (xt, yt, bt), (xv, yv, _) = scenes_for(cfg.canvas, cfg.obj_size, cfg.num_dist, cfg.target, cfg.mode,
-                                           cfg.n_scenes, cfg.split == "search")
+                                           cfg.n_scenes, cfg.split == "search", cfg.seed if cfg.vary_data else None)
     return xt, yt, xv, yv, bt
 
 

@@ -76,7 +76,7 @@ def tensors(cfg: Config) -> Tensors:
         d = D.load_digits(cfg.data, search=cfg.split == "search")
         xt, yt, xv, yv = d.x_train, d.y_train, d.x_valid, d.y_valid
     if cfg.n_train:
-        keep = D.stratified(yt, cfg.n_train)
+        keep = D.stratified(yt, cfg.n_train, cfg.seed if cfg.vary_data else None)
         xt, yt = xt[keep], yt[keep]
         boxes = boxes[keep] if boxes is not None else None
     n_out = 2 if cfg.data == "scenes" and cfg.mode == "binary" else 10

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from cnn_experiments import data as D
+from cnn_experiments.config import Config
+from tests.conftest import TINY, TINY_SCENES
 
 
 def test_embedded_split_sizes_and_no_overlap(digits):
@@ -73,3 +75,28 @@ def test_a_stratified_subset_has_every_class_equally_and_grows_by_inclusion(digi
     assert torch.bincount(digits.y_train[small], minlength=10).tolist() == [1] * 10
     assert torch.bincount(digits.y_train[large], minlength=10).tolist() == [20] * 10
     assert set(small.tolist()) <= set(large.tolist())
+
+
+def test_vary_data_draws_a_new_labelled_subset_per_seed(digits):
+    from cnn_experiments.train import tensors
+    y = digits.y_train
+    fixed, a, b = D.stratified(y, 50), D.stratified(y, 50, run_seed=0), D.stratified(y, 50, run_seed=1)
+    assert torch.equal(a, D.stratified(y, 50, run_seed=0)) and not torch.equal(a, b)
+    assert set(a.tolist()) != set(fixed.tolist()) != set(b.tolist())
+    for keep in (fixed, a, b):
+        assert torch.bincount(y[keep], minlength=10).tolist() == [5] * 10
+    assert set(a.tolist()) <= set(D.stratified(y, 200, run_seed=0).tolist())  # still grows by inclusion
+    cfg = Config(n_train=50)
+    assert torch.equal(tensors(cfg).x_train, tensors(cfg.replace(seed=1)).x_train)  # without vary_data: fixed
+    varied = tensors(cfg.replace(vary_data=True))
+    assert torch.equal(varied.y_train, y[a])
+    assert not torch.equal(varied.x_train, tensors(cfg.replace(vary_data=True, seed=1)).x_train)
+
+
+def test_vary_data_off_keeps_every_run_id():
+    # pinned before vary_data existed: its default must not orphan a committed run
+    assert Config().run_id == Config(vary_data=False).run_id == "843f5ee44e89"
+    assert Config().cell_id == "bf21a9e8fbc5"
+    assert TINY.run_id == "4784bac4bb1f" and TINY_SCENES.run_id == "75b9da039651"
+    assert Config(data="scenes", n_train=100, seed=7).run_id == "4c94f328da2a"
+    assert Config(vary_data=True).run_id != Config().run_id and Config(vary_data=True).cell_id != Config().cell_id

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from cnn_experiments import scenes as S
-from cnn_experiments.data import Digits
+from cnn_experiments.config import Config
+from cnn_experiments.data import Digits, load_digits
 from cnn_experiments.errors import UserError
 
 
@@ -90,14 +91,15 @@ def test_distinct_objects_counts_the_bears_the_scenes_show():
     assert n["train"]["bears_available"] == 400 and n["held-out"]["bears_available"] == 100
 
 
-def test_no_held_out_digit_in_a_train_scene(monkeypatch):
+@pytest.mark.parametrize("run_seed", [None, 3])  # fixed scenes, and a run's own (vary_data)
+def test_no_held_out_digit_in_a_train_scene(monkeypatch, run_seed):
     # train digits all blank, held-out digits all ink: any held-out pixel in a train scene would show
     blank, ink = torch.zeros(100, 1, 28, 28), torch.ones(100, 1, 28, 28)
     labels = torch.arange(100) % 10
     fake = Digits(blank, labels, ink, labels, "fake")
     monkeypatch.setattr(S, "load_digits", lambda name, search=False: fake)
     S.scenes_for.cache_clear()
-    (xt, _, _), (xv, _, _) = S.scenes_for(64, 16, -1, 3, "binary", 40)
+    (xt, _, _), (xv, _, _) = S.scenes_for(64, 16, -1, 3, "binary", 40, False, run_seed)
     S.scenes_for.cache_clear()
     assert xt.sum() == 0 and (xv.sum((1, 2, 3)) > 0).all()
 
@@ -114,3 +116,27 @@ def test_tenway_scenes_label_the_digit(src):
 def test_object_larger_than_canvas_is_refused(src):
     with pytest.raises(UserError, match="obj_size"):
         S.make_scenes(*src, n=2, canvas=32, obj_size=40)
+
+
+def test_vary_data_draws_new_scenes_per_seed(digits):
+    cfg = Config(data="scenes", canvas=32, obj_size=8, n_scenes=40)
+
+    def scenes(**kw):
+        S.scenes_for.cache_clear()  # a fresh draw each time: equal scenes are equal draws, not one cached object
+        return S.scene_split(cfg.replace(**kw))
+
+    same = lambda a, b: all(torch.equal(u, v) for u, v in zip(a, b))
+    fixed = scenes(seed=0)
+    assert same(fixed, scenes(seed=1))  # without vary_data the seed leaves the scenes alone
+    d = load_digits("mnist")  # and they are still today's draws, seeds 0 and 1, bit for bit
+    kw = dict(canvas=32, obj_size=8)
+    assert torch.equal(fixed[0], S.make_scenes(d.x_train[:, 0], d.y_train, 40, seed=0, **kw)[0])
+    assert torch.equal(fixed[2], S.make_scenes(d.x_valid[:, 0], d.y_valid, 10, seed=1, **kw)[0])
+    a, b = scenes(seed=0, vary_data=True), scenes(seed=1, vary_data=True)
+    assert same(a, scenes(seed=0, vary_data=True))
+    for i in (0, 2, 4):  # train scenes, held-out scenes, boxes: all drawn anew
+        assert not torch.equal(a[i], b[i]) and not torch.equal(a[i], fixed[i])
+    S.scenes_for.cache_clear()
+    S.scene_split(cfg.replace(seed=0, vary_data=True))
+    assert not same(S.scene_split(cfg.replace(seed=1, vary_data=True)), a)  # the run seed is in the cache key
+    S.scenes_for.cache_clear()

@@ -211,7 +211,7 @@ def cams(ctx: R.Context) -> list[str]:
         models[cfg.pool] = model.eval()
     t = tensors(cfg.replace(device="cpu"))
     (_, _, _), (x_raw, y, boxes) = scenes_for(cfg.canvas, cfg.obj_size, cfg.num_dist, cfg.target, cfg.mode,
-                                              cfg.n_scenes)
+                                              cfg.n_scenes, False, cfg.seed if cfg.vary_data else None)
     with torch.no_grad():
         fig, table = cam_figure(models, t.x_valid, x_raw, y, boxes, cfg.canvas)
     img = ctx.figure(fig, f"{ctx.profile}_cams.png")
