@@ -105,8 +105,14 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
     if runs.empty:  # the report's own date and code go on its WRITTEN line only, so its text is the same any day
         from .train import device_name
         runs = pd.DataFrame([{**prov, "git_rev": "the report's", "device": device_name("cpu")}])
-        seeds, dates = "none (no training)", "the report's"
+        seeds, dates, varies = "none (no training)", "the report's", "nothing (no training)"
+        over = "over the seeds of the runs it reads from another study"
     else:
+        varied = "vary_data" in runs and runs["vary_data"].astype(str).str.lower().eq("true").any()
+        varies = ("initialisation, batch order, dropout and the data (each seed draws its own scenes or labelled "
+                  "subset)" if varied else "initialisation, batch order and dropout; every seed sees the same data, "
+                  "so intervals leave out the data's own sampling")
+        over = "over seeds"
         dates = f"{runs['date'].min()[:10]} to {runs['date'].max()[:10]}"
         main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell
         per_cell = main.groupby("cell_id")["seed"].nunique()
@@ -119,10 +125,11 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"# {title}", "", f"> {claim}", "",
         f"- command: `{command}`",
         f"- profile: {profile}; seeds per cell: {seeds}",
+        f"- seeds vary: {varies}",
         f"- date: {dates}",
         f"- device: {devices(runs)}",
         f"- versions: python {one('python')}, torch {one('torch')}, fastai {one('fastai')}; code {one('git_rev')}",
-        "- intervals: mean ± half-width of the 95% t-interval over seeds, within the metric's range; verdicts from "
+        f"- intervals: mean ± half-width of the 95% t-interval {over}, within the metric's range; verdicts from "
         "the declared tests below ([how a verdict is read](../../docs/statistics.md))",
         f"{WRITTEN} {prov['date'][:10]} by code {prov['git_rev']}", "", ""])
 

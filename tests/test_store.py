@@ -3,7 +3,6 @@ import errno
 import os
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -182,16 +181,15 @@ with Store(sys.argv[1]).writer("cnn-exp run mnist_scratch --profile quick"):
 """
 
 
-def test_a_second_writer_stops_at_once_naming_the_first_and_a_killed_one_leaves_no_lock(tmp_path):
+def test_a_second_writer_stops_naming_the_first_writes_nothing_and_a_killed_one_leaves_no_lock(tmp_path):
     path = tmp_path / "exp" / "runs.csv"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        t = time.time()
         with pytest.raises(StoreError, match=rf"in use by pid {holder.pid} \(cnn-exp run mnist_scratch --profile "
                                              r"quick\) since .*; wait for it"):
             run_sweep(GRID[:1], path, echo=lambda s: None)
-        assert time.time() - t < 5 and not path.exists()
+        assert not path.exists()  # it did not wait for the lock: the holder sleeps for a minute
     finally:
         holder.kill()
         holder.wait()

@@ -86,3 +86,15 @@ def test_every_config_is_checked_before_any_work(tmp_path):
     with pytest.raises(UserError, match="pool"):
         sweep.run_sweep([TINY, TINY.replace(pool="nope")], tmp_path / "runs.csv", echo=lambda s: None)
     assert not (tmp_path / "runs.csv").exists()
+
+
+def test_progress_lines_count_done_of_total_with_elapsed_and_time_left():
+    lines = []
+    table = sweep.ProgressTable(["seed"], lines.append, total=4)
+    metrics = dict(accuracy=0.9, train_loss=0.1, valid_loss=0.2, seconds=1.0)
+    table.t0 -= 30  # 30 s into the sweep when the first run finishes
+    table.line(1, TINY, metrics)
+    header, first = lines
+    assert header.split()[0] == "run" and header.split()[-2:] == ["elapsed", "left"]
+    assert first.split()[0] == "1/4" and first.split()[-2:] == ["0:30", "1:30"]  # 3 runs to go at 30 s each
+    assert sweep.clock(3725) == "1:02:05" and sweep.clock(float("nan")) == "-"
