@@ -2,8 +2,12 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(VENV)/installed: pyproject.toml
+$(VENV)/installed: pyproject.toml  ## the suite alone: what running a study needs
 	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/installed-test: $(VENV)/installed  ## and the test tools (pytest, ruff, Ray, accelerate)
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
@@ -11,7 +15,7 @@ $(VENV)/installed: pyproject.toml
 run: $(VENV)/installed  ## the quick pooling study afresh, into .reproduce/, compared with the committed one
 	$(BIN)/cnn-exp reproduce
 
-test: $(VENV)/installed  ## lint, the tests (no network, no GPU), then: every committed report is what the code writes
+test: $(VENV)/installed-test  ## lint, the tests (no network, no GPU), then: every committed report is what the code writes
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2  # two workers: the suite's runs are one thread each
 	$(BIN)/cnn-exp check

@@ -34,7 +34,7 @@ from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.errors import UserError
 from cnn_experiments.learner import CrossEntropy, Learner
 from cnn_experiments.models import simple_cnn
-from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_provenance, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.15, "cuda": 1.2}

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import fused, train
 from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.config import Config
-from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_provenance, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.5, "cuda": 8.0}

@@ -18,7 +18,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
 from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
-from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_provenance, write_benchmark
 from cnn_experiments.store import Store
 from cnn_experiments.train import device_name, run, tensors
 from experiments import pooling

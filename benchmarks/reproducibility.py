@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.config import Config
-from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_provenance, write_benchmark
 from cnn_experiments.train import device_name, run
 
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc")

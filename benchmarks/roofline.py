@@ -26,7 +26,7 @@ from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.errors import UserError
 from cnn_experiments.fused import Fused
 from cnn_experiments.models import pooled_cnn
-from cnn_experiments.report import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_provenance, write_benchmark
 from cnn_experiments.train import RUN_THREADS, device_name
 
 CHANNELS = (8, 16, 32, 64, 64)

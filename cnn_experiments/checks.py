@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from .experiment import NAMES
-from .report import MEASURES, WRITTEN
+from .publish import MEASURES
+from .report import WRITTEN
 from .stats import VERDICTS
 
 
@@ -49,6 +50,9 @@ def stale_summaries(results: Path) -> list[str]:
             _quiet(report_folder, copy / summary.parent.relative_to(results))
             if _body((copy / summary.relative_to(results)).read_text()) != _body(summary.read_text()):
                 problems.append(f"{summary}: stale; the folder's `cnn-exp run fine_tune --data ...` rewrites it")
+        for table in ("results.csv", "results.md"):
+            if not (results / table).exists() or (copy / table).read_text() != (results / table).read_text():
+                problems.append(f"{results / table}: missing or stale; `cnn-exp report NAME` rewrites it")
         if readme.exists() and _body((Path(tmp) / "README.md").read_text()) != _body(readme.read_text()):
             problems.append(f"{readme}: its results block is stale; `cnn-exp report NAME` rewrites it")
     return problems

@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=positive_int, default=None,
                    help="runs at once, each in its own process (default: one per CPU core on the CPU, 1 on a GPU)")
     r.add_argument("--fuse", type=positive_int, default=1,
-                   help="train up to this many seeds of a cell as one fused model (simple_cnn, pooled_cnn)")
+                   help="train up to this many runs of one body and data (seeds, heads, rates) as one fused model")
     r.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local: this machine (--jobs processes); ray: tasks on a Ray cluster (pip install ray)")
     r.add_argument("--address", default=None, help="ray: the cluster's address (default: start a local one)")

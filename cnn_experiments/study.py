@@ -16,6 +16,7 @@ from . import stats
 from .errors import UserError
 from .experiment import get
 from .files import write_atomic
+from .publish import write_index, write_table
 from .store import REQUIRED, Store
 from .sweep import run_sweep
 
@@ -122,6 +123,7 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
     write_atomic(out / f"summary_{profile}.md", text)
     write_atomic(out / "summary.md", text)
-    R.write_index(results)
+    write_table(results, name, profile, runs)
+    write_index(results)
     print(f"wrote {out / f'summary_{profile}.md'}\n{R.FINDING} {finding}")
     return out / f"summary_{profile}.md"

@@ -84,12 +84,23 @@ def test_a_report_without_runs_reads_the_same_on_another_day_and_commit(monkeypa
 
 
 def test_the_readme_quotes_a_benchmark_result_up_to_its_first_clause_with_brackets_whole(tmp_path):
-    from cnn_experiments import report
+    from cnn_experiments import publish
     (tmp_path / "results" / "benchmarks").mkdir(parents=True)
     (tmp_path / "results" / "benchmarks" / "grid.md").write_text(
         "**Result:** 66 runs in 4.5 min (14.7 per minute; 3.2 s each); 0 of 33 cells equivalent.\n")
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.BLOCK[0]}\nold\n{report.BLOCK[1]}\nrest\n")
-    report.update_readme(readme, tmp_path / "results")
+    readme.write_text(f"intro\n{publish.BLOCK[0]}\nold\n{publish.BLOCK[1]}\nrest\n")
+    publish.update_readme(readme, tmp_path / "results")
     line = "- [grid](results/benchmarks/grid.md): 66 runs in 4.5 min (14.7 per minute; 3.2 s each)\n"
     assert line in readme.read_text()
+
+
+def test_the_results_table_has_a_row_per_arm_and_the_check_covers_it(results):
+    import pandas as pd
+    table = pd.read_csv(results / "results.csv")
+    assert set(table["experiment"]) == {"pooling"} and set(table["profile"]) == {"quick"}
+    assert table["arm"].is_unique and (table["seeds"] == 2).all() and (table["ci_lo"] >= 0).all()
+    assert "| pooling " in (results / "results.md").read_text()
+    (results / "results.csv").write_text((results / "results.csv").read_text().replace("pooling,", "other,", 1))
+    assert checks.stale_summaries(results) == [  # a row the reports would not write, in the table and its view
+        f"{results / t}: missing or stale; `cnn-exp report NAME` rewrites it" for t in ("results.csv", "results.md")]
