@@ -11,12 +11,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from .experiment import NAMES
 from .publish import MEASURES
 from .report import WRITTEN
 from .stats import VERDICTS
+from .sweep import clock
 
 
 def _quiet(fn, *args):
@@ -98,7 +100,9 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
     from .store import Store
     from .study import do_run
     shutil.rmtree(into, ignore_errors=True)
+    started = time.monotonic()
     do_run(name, profile, results=into / "results", jobs=jobs)
+    took = time.monotonic() - started
     fresh = Store(into / "results" / name / "runs.csv").read().rows
     committed = Store(results / name / "runs.csv").read().rows
     committed = committed[committed["profile"] == profile].drop_duplicates("run_id").set_index("run_id")
@@ -112,5 +116,6 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
     runs = f"{len(common)} of {len(committed)} committed runs remade"
     return (f"{'reproduced' if same and diff == 0 else 'not reproduced exactly'}: "
             f"{'same verdict' if same else 'another verdict'}, {runs}, largest accuracy difference {diff:.3f}"
-            + ("" if diff == 0 else " (another CPU or library version rounds floats differently)"))
+            + ("" if diff == 0 else " (another CPU or library version rounds floats differently)")
+            + f"; the study took {clock(took)} of wall time")
 

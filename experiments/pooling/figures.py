@@ -13,15 +13,24 @@ BOLD = ("avg", "max", "concat")
 
 
 def share_by_size(thr: pd.DataFrame, profile: str):
+    "Share of seeds that learn by object size per head, each head's threshold marked; the title states them."
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     sizes = sorted(thr["cells"].unique())
-    for i, h in enumerate(HEADS):
+    colours = dict(zip(HEADS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    found = {}
+    for i, h in enumerate(h for h in HEADS if (thr["pool"] == h).any()):
         g = thr[thr["pool"] == h].groupby("cells")["learned"].agg(["sum", "count"]).reindex(sizes).fillna(0)
         est = [stats.share_interval(int(k), int(n)) for k, n in zip(g["sum"], g["count"])]
         share, lo, hi = (np.array(v) for v in zip(*est))
         x = np.array(sizes) * (1 + 0.012 * (i - 2.5))  # side by side, not on top of each other
-        ax.errorbar(x, share, yerr=[share - lo, hi - share], marker="o", capsize=2, label=h,
+        ax.errorbar(x, share, yerr=[share - lo, hi - share], marker="o", capsize=2, label=h, color=colours[h],
                     lw=2.2 if h in BOLD else 1, alpha=1 if h in BOLD else 0.6)
+        t = stats.threshold(thr.loc[thr["pool"] == h, "cells"], thr.loc[thr["pool"] == h, "learned"])
+        if t["kind"] == "logit" and h in BOLD:
+            found[h] = t["threshold"]
+            ax.errorbar([t["threshold"]], [0.5], xerr=[[t["threshold"] - t["lo"]], [t["hi"] - t["threshold"]]],
+                        marker="|", ms=14, color=colours[h], capsize=4, lw=1.5)
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xticks(sizes, [f"{c:g}" for c in sizes])
@@ -29,26 +38,37 @@ def share_by_size(thr: pd.DataFrame, profile: str):
     ax.set_xlabel(f"object size, cells of the final {map_side(profile)}x{map_side(profile)} map "
                   f"({cell_px(profile)} px each), log scale")
     ax.set_ylabel("share of seeds that learn (exact 95% CI)")
-    ax.set_title("Where each pooling head starts to find the bear")
+    order = sorted(found, key=found.get)
+    ax.set_title("Half the seeds learn from " + ", ".join(f"{found[h]:.2f} cells ({h})" for h in order)
+                 + "\n(bars at 0.5: each head's threshold with its 95% interval)" if order
+                 else "Share of seeds that learn, by object size")
     ax.legend(title="head", ncol=2)
     return fig
 
 
-def accuracy_by_map(s: pd.DataFrame, profile: str):
+def difference_by_map(dil: pd.DataFrame, profile: str):
+    "Paired by seed, each head minus avg by map size, with 95% intervals and a zero line; the title states it."
     fig, ax = plt.subplots(figsize=(7, 4.3))
-    maps = sorted(s["map"].unique())
-    for h in [h for h in DILUTION_HEADS if (s["pool"] == h).any()]:
-        d = s[s["pool"] == h].set_index("map").reindex(maps)
-        ax.errorbar(maps, d["mean"], yerr=[d["mean"] - d["lo"], d["hi"] - d["mean"]], marker="o", capsize=3,
-                    label=h, lw=2)
+    maps = sorted(dil["map"].unique())
+    avg = dil[dil["pool"] == "avg"].set_index(["map", "seed"])["accuracy"]
+    ends = {}
+    for i, h in enumerate(h for h in DILUTION_HEADS if h != "avg" and (dil["pool"] == h).any()):
+        d = dil[dil["pool"] == h].set_index(["map", "seed"])["accuracy"] - avg
+        est = [stats.interval(d.xs(m, level="map").dropna()) if m in d.index.get_level_values(0) else (np.nan,) * 5
+               for m in maps]
+        mean, lo, hi = (np.array([e[j] for e in est], float) for j in range(3))
+        x = np.array(maps) * (1 + 0.02 * (i - 0.5))
+        ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3, lw=2, label=f"{h} - avg")
+        ends[h] = (mean[0], mean[-1])
+    ax.axhline(0, color="black", lw=1)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xticks(maps, [f"{m}x{m}" for m in maps])
-    ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel(f"final map ({cell_px(profile)} px cells; the 28 px bear covers less of it to the right)")
-    ax.set_ylabel("held-out accuracy (mean, 95% CI)")
-    ax.set_title("Dilution: does average pooling lose the bear as the map grows?")
-    ax.legend(title="head")
+    ax.set_ylabel("held-out accuracy, head - avg\n(paired by seed, 95% CI)")
+    ax.set_title("\n".join(f"{h} - avg: {a:+.3f} on the {maps[0]}x{maps[0]} map, {b:+.3f} on the {maps[-1]}x"
+                            f"{maps[-1]}" for h, (a, b) in ends.items()) or "No paired runs yet", fontsize=10)
+    ax.legend()
     return fig
 
 

@@ -101,7 +101,7 @@ def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
     t = t.astype(object).where(t.notna(), "not run")
     t.index = [f"{m}x{m} ({m * cell_px(profile)} px scene; the bear covers {share_of_map(m, profile):.1%})"
                for m in t.index]
-    fig = ctx.figure(figures.accuracy_by_map(s, profile), f"{profile}_dilution.png")
+    fig = ctx.figure(figures.difference_by_map(dil, profile), f"{profile}_dilution.png")
     return ["## Dilution arm: the bear at its native 28 px, the map growing", "",
             f"The same {cell_px(profile)} px cells and clutter density at every map size, the object always a "
             f"28 px digit: only the share of the map it covers changes. Seeds per cell: {seed_counts(dil)}.", "",
