@@ -1,6 +1,6 @@
 """The fastai path vs a plain PyTorch loop: same model, data, batch size and optimiser, timed in one run.
 
-    python benchmarks/fastai_vs_plain.py                 # CPU; writes results/benchmarks/fastai_vs_plain.md
+    python benchmarks/fastai_vs_plain.py                 # CPU; writes results/benchmarks/fastai_vs_plain_cpu.md
     python benchmarks/fastai_vs_plain.py --device cuda
 
 Rows: fastai's own DataLoader over a TensorDataset (per-item collation); our device-resident batch slicer

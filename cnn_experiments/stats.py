@@ -457,7 +457,7 @@ def _power(row: dict, level: float) -> float:
         h = abs(2 * math.asin(math.sqrt(min(1, scale + margin))) - 2 * math.asin(math.sqrt(scale)))
         return float(NormalIndPower().power(h, nobs1=row["n_a"], ratio=row["n_b"] / row["n_a"], alpha=level))
     if row["kind"] == "ind":  # Welch's estimated degrees of freedom cost power that no formula counts: simulated
-        return _welch_power(row["n_a"], row["n_b"], margin / scale, level)
+        return _welch_power(row["n_a"], row["n_b"], round(margin / scale, 3), level)  # rounded: cached
     return float(TTestPower().power(effect_size=margin / scale, nobs=n, alpha=level / 2, alternative="larger"))
 
 

@@ -16,4 +16,6 @@ def test_a_run_on_the_gpu_learns_as_on_the_cpu():
 def test_fused_members_and_the_fast_options_train_on_the_gpu():
     cfgs = [TINY_SCENES.replace(device="cuda", seed=s, precision="bf16", channels_last=True) for s in (0, 1)]
     results = fused.run(cfgs)
-    assert all(r.metrics["fused"] == 2 and 0 <= r.metrics["accuracy"] <= 1 for r in results)
+    alone = [train.run(c) for c in cfgs]  # each member trains as it would on its own, within bf16's rounding
+    assert all(r.metrics["fused"] == 2 for r in results)
+    assert [r.metrics["accuracy"] for r in results] == pytest.approx([a["accuracy"] for a in alone], abs=0.05)

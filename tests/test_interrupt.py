@@ -15,9 +15,11 @@ SCRIPT = ("import sys\nfrom experiments import mnist_scratch as M\nM.BASE = M.BA
 
 
 def start(results):
-    # unbuffered: each progress line reaches the test the moment the sweep prints it
+    # unbuffered: each progress line reaches the test the moment the sweep prints it; Ctrl-C as at a terminal,
+    # even where the test itself runs in the background (a shell's `&` starts its jobs with SIGINT ignored)
     return subprocess.Popen([sys.executable, "-c", SCRIPT, str(results)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def rows(path):

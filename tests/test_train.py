@@ -86,7 +86,14 @@ def test_the_smoothed_loss_stays_on_the_device_and_matches_fastais():
 
 
 def test_head_only_probes_fit_every_pooling_head_on_the_frozen_body():
-    r = train.result(TINY_SCENES.replace(probe=True, n_scenes=256))
-    probes = {k: v for k, v in r.metrics.items() if k.startswith("probe_")}
+    from cnn_experiments import probes as P
+    cfg = TINY_SCENES.replace(probe=True, n_scenes=256)
+    learn = train.learner(cfg, progress=False)
+    train.fit(learn, cfg)
+    body = {k: v.clone() for k, v in learn.model[0].state_dict().items()}
+    probes = P.head_only(learn)
     assert set(probes) == {f"probe_{h}" for h in ("avg", "max", "concat", "avgmax", "gem", "lse")}
-    assert all(0 <= v <= 1 for v in probes.values())
+    after = learn.model[0].state_dict()
+    assert all(torch.equal(body[k], after[k]) for k in body)  # the body is read, never trained
+    n_valid = len(learn.dls.valid.y)  # each probe is scored on the held-out scenes: a count of them right
+    assert all(abs(v * n_valid - round(v * n_valid)) < 1e-6 for v in probes.values())
