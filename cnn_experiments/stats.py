@@ -187,7 +187,7 @@ def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
     numbers.setdefault("seeds", min(numbers["n_a"], numbers["n_b"]))
     numbers.setdefault("strata", 1)
     lo, hi = _difference_range(c.metric)
-    numbers["ci_lo"], numbers["ci_hi"] = _clip(numbers["ci_lo"], lo, hi), _clip(numbers["ci_hi"], lo, hi)
+    numbers["ci_lo"], numbers["ci_hi"] = (float(np.clip(numbers[k], lo, hi)) for k in ("ci_lo", "ci_hi"))
     row = {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
            "design": c.design, **numbers}
     if c.expect == "equivalent":  # the margin is the hypothesis: a TOST inside it, or a difference beyond it
@@ -195,10 +195,6 @@ def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
     else:
         row["p"] = row["p_diff"]
     return row
-
-
-def _clip(x: float, lo: float, hi: float) -> float:
-    return x if not np.isfinite(lo) and not np.isfinite(hi) else float(np.clip(x, lo, hi)) if x == x else x
 
 
 def _difference_range(metric: str) -> tuple[float, float]:
