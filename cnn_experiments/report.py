@@ -56,8 +56,7 @@ def summarize(runs: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd
     rows = []
     bounds = stats.RANGES.get(metric, (-math.inf, math.inf))
     for key, g in runs.groupby(by, sort=False):
-        mean, lo, hi, n, dropped = stats.interval(g[metric].astype(float))
-        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        mean, lo, hi, n, dropped = stats.interval(g[metric].astype(float), bounds)
         key = key if isinstance(key, tuple) else (key,)
         finite = g[metric][np.isfinite(g[metric].astype(float))]
         rows.append({**dict(zip(by, key)), "mean": mean, "ci": (hi - lo) / 2 if n > 1 else math.nan, "lo": lo,

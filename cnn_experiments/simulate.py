@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import exact, stats
+from .errors import UserError
 from .files import write_atomic
 
 SIMULATIONS = 1000  # families drawn per scenario: a rate's standard error is at most 1.6 points
@@ -146,13 +147,13 @@ def markdown(found: list[tuple[str, str, dict]]) -> str:
 
 def power(results: Path = Path("results"), write: Path | None = None, simulations: int = SIMULATIONS) -> str:
     "Simulate every committed family; print the table and, with `write`, put it in that file's block."
+    doc = write.read_text() if write is not None and write.is_file() else ""
+    if write is not None and (BLOCK[0] not in doc or BLOCK[1] not in doc):  # said before minutes of simulation
+        raise UserError(f"--write: {write} has no block {BLOCK[0]} ... {BLOCK[1]} to write the table into")
     found = [(name, profile, rates(table, simulations) | {"first": table["comparison"].iloc[0].replace("|", "/")})
              for name, profile, table in committed_families(results)]
     text = markdown(found)
     if write is not None:
-        doc = write.read_text()
-        if BLOCK[0] not in doc or BLOCK[1] not in doc:
-            raise ValueError(f"{write}: no block {BLOCK[0]} ... {BLOCK[1]} to write into")
         start, end = doc.index(BLOCK[0]), doc.index(BLOCK[1]) + len(BLOCK[1])
         write_atomic(write, doc[:start] + BLOCK[0] + "\n" + text + "\n" + BLOCK[1] + doc[end:])
     return text

@@ -595,15 +595,13 @@ def _predicted(r: dict, num) -> str:
 
 
 def _n_cell(r: dict) -> str:
-    design, n = r["test"], r["n_a"]
-    if "McNemar" in design:
-        return f"{r['n_a']} pairs ({n // max(1, r['strata'])} seeds x {r['strata']} strata)" if r["strata"] > 1 \
-            else f"{n} pairs"
-    if design.startswith("Welch") or design.startswith("Fisher"):
-        return f"{r['n_a']} vs {r['n_b']}"
-    if design.startswith("paired") or "interaction" in design or "(a-b)" in design or design == "exact sign-flip":
-        return f"{n} seeds"
-    return f"{n}"
+    n = r["n_a"]
+    if r["kind"] == "paired share":
+        strata = r["strata"]
+        return f"{n} pairs ({n // max(1, strata)} seeds x {strata} strata)" if strata > 1 else f"{n} pairs"
+    if r["design"] == "welch":
+        return f"{n} vs {r['n_b']}"
+    return f"{n} seeds" if r["design"] in ("paired", "interaction") else f"{n}"
 
 
 def markdown(table: pd.DataFrame, digits: int = 3) -> str:

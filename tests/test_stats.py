@@ -402,3 +402,10 @@ def test_a_threshold_is_the_logistic_models_half_way_size_even_where_runs_split_
     assert 0.75 <= separated["lo"] < separated["threshold"] < separated["hi"] <= 0.875 + 0.01
     assert threshold(size, size > 0)["kind"] == "below" and threshold(size, size < 0)["kind"] == "above"
     assert threshold_text(separated, " cells").endswith("] cells")
+
+
+def test_power_into_a_file_without_its_block_is_a_one_line_error_before_any_simulation(tmp_path):
+    from cnn_experiments import cli
+    (tmp_path / "doc.md").write_text("no block here\n")
+    assert cli.main(["power", "--results", str(tmp_path / "none"), "--write", str(tmp_path / "doc.md")]) == 2
+    assert (tmp_path / "doc.md").read_text() == "no block here\n"
