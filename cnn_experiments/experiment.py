@@ -24,7 +24,7 @@ class Experiment:
     name: str
     title: str  # the summary's heading
     claim: str  # the claim under test, in the lesson's words
-    profiles: Mapping[str, Mapping]  # profile -> its settings; each has "seeds" (seeds per cell)
+    profiles: Mapping[str, Mapping]  # profile -> its settings: "seeds" per cell, "first_seed" (default 0)
     grid: Callable[[str, pd.DataFrame | None], list[Config]]  # the cells of a profile, given the search's runs
     report: Callable[[Context], tuple[str, str]]  # the summary's body and its one-line finding
     comparisons: Callable[[str], list] = lambda profile: []  # declared before the runs: stats.Comparison each
@@ -40,6 +40,11 @@ class Experiment:
 
     def seeds(self, profile: str) -> int:
         return self.profiles[profile]["seeds"]
+
+    def seed_list(self, profile: str, n: int | None = None) -> range:
+        "The profile's seeds (n of them, default its own count), from its first: a later study's are fresh ones."
+        first = self.profiles[profile].get("first_seed", 0)
+        return range(first, first + (n or self.seeds(profile)))
 
 
 def get(name: str) -> Experiment:

@@ -1,48 +1,58 @@
-"""The declared learning-rate search: each cell at each rate, seed 0, trained on four fifths of the training data
-and scored on the other fifth (the search split). The held-out data are never looked at to choose a rate.
+"""The declared learning-rate search: each cell at each rate, one seed (0 unless declared), trained on four fifths of
+the training data and scored on the other fifth (the search split). The held-out data are never looked at to choose
+a rate.
 
     from cnn_experiments.search import search_runs, choose
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 
 from .config import Config
 
 
-def searched(cell: Config, lr: float) -> Config:
+def searched(cell: Config, lr: float, seed: int = 0) -> Config:
     "The search run of `cell` at rate `lr`."
-    return cell.replace(lr=lr, split="search", probe=False, seed=0)
+    return cell.replace(lr=lr, split="search", probe=False, seed=seed)
 
 
-def search_runs(cells: list[Config], lrs: tuple[float, ...]) -> list[Config]:
+def search_runs(cells: list[Config], lrs: tuple[float, ...], seed: int = 0) -> list[Config]:
     "Every cell at every rate (none when one rate is declared: nothing to choose)."
     if len(lrs) < 2:
         return []
-    return list(dict.fromkeys(searched(c, lr) for c in cells for lr in lrs))
+    return list(dict.fromkeys(searched(c, lr, seed) for c in cells for lr in lrs))
 
 
-def choose(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame | None) -> list[Config]:
+def choose(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame | None,
+           group: Callable[[Config], object] | None = None) -> list[Config]:
     """Each cell at the rate with the best search-split accuracy (then the lowest search-split loss, then the lower
-    rate); before the search has run, at the declared grid's middle rate."""
+    rate); before the search has run, at the declared grid's middle rate. With `group`, the cells of one group share
+    a rate, scored over all their search runs (where runs split between learning and not, one run per rate is
+    noise)."""
     by_id = {} if runs is None or runs.empty else {cid: g for cid, g in runs.groupby("cell_id")}
+    members = {}
+    for c in cells:
+        members.setdefault(group(c) if group else c, []).append(c)
     out = []
     for c in cells:
         scores = []
         for lr in lrs:
-            g = by_id.get(searched(c, lr).cell_id)
-            if g is not None:
+            found = [by_id[i] for i in {searched(m, lr).cell_id for m in members[group(c) if group else c]}
+                     if i in by_id]
+            if found:
+                g = pd.concat(found)
                 acc, loss = g["accuracy"].mean(), g["valid_loss"].mean()
                 scores.append((acc if acc == acc else -1.0, -loss if loss == loss else -math.inf, -lr, lr))
         out.append(c.replace(lr=max(scores)[-1] if scores else lrs[len(lrs) // 2]))
     return out
 
 
-def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name) -> pd.DataFrame:
+def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, group=None) -> pd.DataFrame:
     "Per cell (named by `name(cell)`): search-split accuracy at each rate, the chosen rate, and whether at an edge."
-    chosen = choose(cells, lrs, runs)
+    chosen = choose(cells, lrs, runs, group)
     rows = []
     for c, pick in zip(cells, chosen):
         row = {"cell": name(c)}

@@ -46,7 +46,8 @@ def do_run(name: str, profile: str, device: str = "cpu", seeds: int | None = Non
     with store.writer(cmd):
         search = [c.replace(device=device) for c in exp.search(profile)]
         searched = run_sweep(search, store, profile, **how) if search else None
-        cfgs = [c.replace(seed=s, device=device) for c in exp.grid(profile, searched) for s in range(n)]
+        cfgs = [c.replace(seed=s, device=device) for c in exp.grid(profile, searched)
+                for s in exp.seed_list(profile, n)]
         if cfgs:
             run_sweep(cfgs, store, profile, **how)
     return do_report(name, profile, results)
@@ -80,13 +81,16 @@ def load(name: str, profile: str | None, results: Path = Path("results")) -> Loa
     grid, search = exp.grid(profile, runs), exp.search(profile)
     # a profile's runs are its grid's cells at its seeds (more if it was run with --seeds), whichever profile
     # first made them: profiles that share a cell share its runs
-    seeds = max([exp.seeds(profile), *(runs.loc[runs["profile"] == profile, "seed"].astype(int) + 1)])
-    in_grid = runs["cell_id"].isin({c.cell_id for c in grid}) & (runs["seed"].astype(int) < seeds)
+    first = exp.seed_list(profile).start
+    seeds = max([exp.seeds(profile), *(runs.loc[runs["profile"] == profile, "seed"].astype(int) + 1 - first)])
+    seed = runs["seed"].astype(int)
+    in_grid = runs["cell_id"].isin({c.cell_id for c in grid}) & (seed >= first) & (seed < first + seeds)
     runs = R.one_per_seed(runs[in_grid | runs["cell_id"].isin({c.cell_id for c in search})])
     if exp.needs_runs and runs.empty:
         raise UserError(f"report: no {profile} runs of {name} in {store.path}; "
                         f"run `cnn-exp run {name} --profile {profile}` first")
-    expected = {(c.cell_id, s) for c in grid for s in range(seeds)} | {(c.cell_id, c.seed) for c in search}
+    expected = ({(c.cell_id, s) for c in grid for s in exp.seed_list(profile, seeds)}
+                | {(c.cell_id, c.seed) for c in search})
     status = R.status(name, profile, expected, set(zip(runs["cell_id"], runs["seed"].astype(int))))
     labelled = exp.label(runs, profile)
     comparisons = exp.comparisons(profile)

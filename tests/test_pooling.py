@@ -31,6 +31,23 @@ def test_the_grid_takes_each_cells_searched_rate():
     assert lrs[(112, 12, "avg")] == 3e-4  # a tie: the lower rate
 
 
+def test_the_confirmatory_threshold_rate_is_one_per_head_scored_over_its_sizes():
+    search = P.search("confirm")
+    assert {c.seed for c in search} == {1000} and {c.vary_data for c in search} == {True}
+    lrs = P.PROFILES["confirm"]["lrs"]
+    assert max(lrs) > max(P.LRS)  # a step past the top of the pilot's grid, its most chosen rate
+
+    def accuracy(c):  # max: one size's lucky run at 1e-3, every size decent at 1e-2
+        if c.pool == "max" and c.obj_size != 28:  # the threshold arm (search runs carry no probes)
+            return 0.95 if (c.obj_size, c.lr) == (12, 1e-3) else 0.8 if c.lr == 1e-2 else 0.5
+        return 0.9 if c.lr == 3e-2 else 0.7
+    runs = pd.DataFrame([dict(cell_id=c.cell_id, accuracy=accuracy(c), valid_loss=0.3) for c in search])
+    chosen = {P.key(c): c.lr for c in P.grid("confirm", runs)}
+    assert {lr for (canvas, size, head), lr in chosen.items() if head == "max" and canvas == 112 and size != 28} \
+        == {1e-2}
+    assert chosen[(224, 28, "max")] == 3e-2
+
+
 def simulated(profile: str, accuracy) -> pd.DataFrame:
     "The profile's grid, every seed, with accuracies from `accuracy(cfg)`: a runs table as a sweep writes it."
     runs = [c.replace(seed=s) for c in P.grid(profile) for s in range(P.PROFILES[profile]["seeds"])]

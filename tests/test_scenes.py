@@ -65,23 +65,38 @@ def test_clutter_density_is_exact_at_every_canvas_size():
         assert set(np.unique(counts)) <= {np.floor(mean), np.floor(mean) + 1}
 
 
-def test_the_dilution_arm_changes_only_the_map_size(src, monkeypatch):
+@pytest.mark.parametrize("profile", ["medium", "confirm"])
+def test_the_dilution_arm_changes_only_the_map_size(src, monkeypatch, profile):
     "Across its canvases: the same objects, pixel for pixel, and the same clutter density."
     from experiments import pooling
-    cells = pooling.cells("medium")["dilution"]
+    cells = pooling.cells(profile)["dilution"]
     canvases = sorted({c.canvas for c in cells})
-    assert {c.obj_size for c in cells} == {28} and len(canvases) == len(pooling.PROFILES["medium"]["maps"])
-    assert {c.canvas // pooling.cell_px("medium") for c in cells} == set(pooling.PROFILES["medium"]["maps"])
+    assert {c.obj_size for c in cells} == {28} and len(canvases) == len(pooling.PROFILES[profile]["maps"])
+    assert {c.canvas // pooling.cell_px(profile) for c in cells} == set(pooling.PROFILES[profile]["maps"])
+    assert len({c.replace(canvas=0).cell_id for c in cells if c.pool == "avg"}) == 1  # nothing else differs
+    seed = S.scene_seed(0, cells[0].seed + 1000 if cells[0].vary_data else None)  # a seed's own scenes, or fixed
     crops, labels = [], []
     monkeypatch.setattr(S, "clutter_counts", lambda mean, n, rng: (rng.random(n), np.zeros(n))[1])  # no clutter
     for canvas in canvases:  # the objects are drawn first: clutter or none, they are the same
-        x, y, boxes = S.make_scenes(*src, n=50, canvas=canvas, obj_size=28, seed=3)
+        x, y, boxes = S.make_scenes(*src, n=50, canvas=canvas, obj_size=28, seed=seed)
         crops.append(torch.stack([img[0, t:t + 28, le:le + 28] for img, (t, le, _) in zip(x, boxes)]))
         labels.append(y)
     assert all(torch.equal(c, crops[0]) for c in crops) and all(torch.equal(y, labels[0]) for y in labels)
     monkeypatch.undo()
     density = [S.clutter_counts(S.default_num_dist(c), 4000, np.random.default_rng(1)).mean() / c**2 for c in canvases]
     assert max(density) / min(density) < 1.05
+
+
+def test_each_confirmatory_seed_draws_scenes_of_its_own_none_the_pilots():
+    from experiments import pooling
+    exp = pooling.EXPERIMENT
+    cell = pooling.cells("confirm")["threshold"][0]
+    assert cell.vary_data and not pooling.cells("medium")["threshold"][0].vary_data
+    assert set(exp.seed_list("confirm")).isdisjoint(exp.seed_list("medium"))  # fresh inits too
+    first, second = (S.scene_split(cell.replace(seed=s, n_scenes=40)) for s in exp.seed_list("confirm")[:2])
+    fixed = S.scene_split(cell.replace(seed=1000, n_scenes=40, vary_data=False))
+    assert not torch.equal(first[0], second[0]) and not torch.equal(first[2], second[2])
+    assert not torch.equal(first[0], fixed[0])
 
 
 def test_distinct_objects_counts_the_bears_the_scenes_show():
