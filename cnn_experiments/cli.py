@@ -19,7 +19,7 @@ from .errors import UserError
 from .experiment import NAMES, get
 from .study import do_report, do_run
 
-PROFILES = ("quick", "medium", "full")
+PROFILES = ("quick", "medium", "full", "confirm")  # confirm: a pilot's confirmatory study (pooling)
 DEVICES = ("cpu", "cuda")
 
 
@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment's grid (resuming), then write its report")
     r.add_argument("name", help=f"one of {', '.join(NAMES)}")
     r.add_argument("--profile", default="quick", choices=PROFILES,
-                   help="quick: minutes on a CPU; medium: hours on a CPU; full: the study as designed (a GPU's work)")
+                   help="quick: minutes on a CPU; medium: hours on a CPU; full: the study as designed (a GPU's work); "
+                        "confirm: pooling's confirmatory study of its medium pilot")
     r.add_argument("--device", default="cpu", choices=DEVICES, help="where to train")
     r.add_argument("--seeds", type=positive_int, default=None, help="seeds per cell (default: the profile's)")
     r.add_argument("--jobs", type=positive_int, default=None,

@@ -9,7 +9,8 @@ from cnn_experiments import cli
 
 @pytest.mark.parametrize("argv,match", [
     (["run", "poolng"], "experiment: unknown name 'poolng'; choose one of pooling, cluttered, mnist_scratch"),
-    (["run", "pooling", "--profile", "huge"], "invalid choice: 'huge' (choose from 'quick', 'medium', 'full')"),
+    (["run", "pooling", "--profile", "huge"],
+     "invalid choice: 'huge' (choose from 'quick', 'medium', 'full', 'confirm')"),
     (["run", "pooling", "--device", "tpu"], "invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
     (["run", "mnist_scratch", "--profile", "medium"], "no profile 'medium'; choose one of quick, full"),
     (["run", "pooling", "--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
