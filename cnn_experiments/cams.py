@@ -1,6 +1,8 @@
 """Class activation maps of pooled_cnn models: where in the scene a pooling head looks."""
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -9,9 +11,10 @@ import torch.nn.functional as F
 @torch.no_grad()
 def class_activation_maps(model: torch.nn.Module, x: torch.Tensor, cls: int = 1) -> torch.Tensor:
     """(N, H, W) maps at the input's size: the final feature map weighted by the linear layer's weights for
-    `cls` minus the mean of the other classes' (summed over the copies a concatenating pool makes)."""
-    model.eval()
-    feats = model[0](x)  # (N, C, h, w): the map before global pooling
+    `cls` minus the mean of the other classes' (summed over the copies a concatenating pool makes). Computed in
+    float64: a map's peak is an argmax, and float32 rounding differs between CPUs enough to move a near-tie."""
+    model = copy.deepcopy(model).double().eval()
+    feats = model[0](x.double())  # (N, C, h, w): the map before global pooling
     w = model[1][-1].weight  # (n_out, C * mult)
     w = w[cls] - torch.cat([w[:cls], w[cls + 1:]]).mean(0)
     w = w.view(-1, feats.shape[1]).sum(0)  # concat pools give [max, avg] copies of each channel
@@ -29,33 +32,38 @@ def peak_inside(cams: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 def cam_figure(models: dict[str, torch.nn.Module], x: torch.Tensor, x_raw: torch.Tensor, y: torch.Tensor,
                boxes: torch.Tensor, canvas: int, n_show: int = 4):
-    """A figure of each model's maps on the same held-out positive scenes, and a table: per model, the share of
-    positive scenes whose map peaks inside the object's box (and that share by chance)."""
+    """A figure of each model's maps on the same held-out positive scenes, on one colour scale with its bar, and a
+    table: per model, the share of positive scenes whose map peaks inside the object's box (and that by chance)."""
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
     show = torch.nonzero(y == 1)[:n_show, 0]
     fig, axs = plt.subplots(len(show), len(models) + 1, figsize=(2.6 * (len(models) + 1), 2.6 * len(show)),
                             squeeze=False)
     rows, pos = [], y == 1
+    maps = {head: class_activation_maps(model, x).cpu().float() for head, model in models.items()}
+    # one scale for every panel, symmetric about 0: the heads' evidence compared in the same units
+    scale = float(torch.cat([m[show].flatten() for m in maps.values()]).abs().quantile(0.99)) or 1.0
+    shown = None
 
     def draw(ax, k, cam=None):
         ax.imshow(x_raw[k, 0].numpy(), cmap="gray")
-        if cam is not None:
-            ax.imshow(cam.numpy(), cmap="inferno", alpha=0.55)
         top, left, size = (int(v) for v in boxes[k])
-        ax.add_patch(patches.Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="cyan", lw=1.2))
+        ax.add_patch(patches.Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="lime", lw=1.2))
         ax.set_xticks([]), ax.set_yticks([])
-    for j, (head, model) in enumerate(models.items()):
-        cams = class_activation_maps(model, x).cpu()
+        if cam is not None:
+            return ax.imshow(cam.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.6)
+    for j, (head, cams) in enumerate(maps.items()):
         inside = peak_inside(cams, boxes)
         chance = (boxes[pos, 2].float() ** 2 / canvas**2).mean()
         rows.append({"head": head, "positive scenes whose map peaks inside the bear's box":
                      f"{inside[pos].float().mean():.3f}", "the box's share of the scene (chance)": f"{chance:.3f}"})
         for i, k in enumerate(show):
-            draw(axs[i, j + 1], k, cams[k])
+            shown = draw(axs[i, j + 1], k, cams[k])
         axs[0, j + 1].set_title(f"{head} pooling CAM")
     for i, k in enumerate(show):
         draw(axs[i, 0], k)
     axs[0, 0].set_title("held-out scene")
-    fig.suptitle(f"Class activation maps, objects of {int(boxes[0, 2])} px (box): bright = evidence for the bear")
+    if shown is not None:
+        fig.colorbar(shown, ax=axs, shrink=0.6, label="evidence for the bear, per position (red: for, blue: against)")
+    fig.suptitle(f"Class activation maps, objects of {int(boxes[0, 2])} px (green box), one colour scale")
     return fig, pd.DataFrame(rows)

@@ -120,7 +120,8 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         dates = f"{runs['date'].min()[:10]} to {runs['date'].max()[:10]}"
         main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell
         per_cell = main.groupby("cell_id")["seed"].nunique()
-        seeds = f"{per_cell.min()}" if per_cell.min() == per_cell.max() else f"{per_cell.min()} to {per_cell.max()}"
+        seeds = ("none yet" if per_cell.empty else f"{per_cell.min()}" if per_cell.min() == per_cell.max()
+                 else f"{per_cell.min()} to {per_cell.max()}")
         seeds += f"; runs: {len(runs)}, {runs['seconds'].sum() / 60:.1f} min of training in all"
 
     def one(col):

@@ -112,3 +112,39 @@ def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tm
     partial = (out / "summary_quick.md").read_text()
     assert "## Status: the grid is not complete" in partial and "not run yet" in partial
     assert "| max - avg, accuracy, object of one cell | > 0 | paired t | 0 seeds |" in partial
+
+
+def pilot_world(cfg, keep=(), progress=None):
+    """A fake train.result in the pilot's world: avg learns from 13 px, max and concat from 16, gem from 14; the
+    dilution arm's max gains 0.01 per doubling of the map's side; every probe reads a body alike."""
+    rng = np.random.default_rng([P.HEADS.index(cfg.pool), cfg.obj_size, cfg.canvas, cfg.seed, int(cfg.lr * 1e4)])
+    starts = {"avg": 13, "gem": 14}.get(cfg.pool, 16)
+    if cfg.obj_size == 28:
+        acc = 0.9 + (0.01 * np.log2(cfg.canvas / 16) if cfg.pool == "max" else 0) + rng.normal(0, 0.003)
+    else:
+        acc = (0.9 if cfg.obj_size >= starts else 0.5) + rng.normal(0, 0.003)
+    probes = {f"probe_{h}": acc + rng.normal(0, 0.003) for h in P.HEADS} if cfg.probe else {}
+    curve = [dict(step=s, epoch=0, train_loss=0.69 - 0.01 * s * (acc > 0.6), object_grad_share=0.1 * (acc > 0.6),
+                  object_cell_share=0.02) for s in range(1, 10)]
+    metrics = dict(accuracy=acc, train_loss=0.3, valid_loss=0.3, diverged=False, seconds=1.0, epochs_run=cfg.epochs,
+                   device="cpu (test)", **probes)
+    return train.Result(metrics, curve)
+
+
+def test_the_confirmatory_report_opens_with_its_answers_and_recommends_avg_where_max_fails(monkeypatch, tmp_path):
+    monkeypatch.setattr(train, "result", pilot_world)
+    assert cli.main(["run", "pooling", "--profile", "confirm", "--results", str(tmp_path), "--jobs", "1"]) == 0
+    text = (tmp_path / "pooling" / "summary_confirm.md").read_text()
+    order = [text.index(h) for h in ("## What it found", "## Which head to use", "## Figures", "## Verdict",
+                                     "## Threshold arm", "## Appendix: learning rates")]
+    assert order == sorted(order) and "## Status" not in text
+    found = text[order[0]:order[1]]
+    assert "**Does max learn at smaller objects than avg?** No, the opposite." in found
+    assert "**Does max - avg grow as the map grows?** Yes" in found
+    assert "(equivalent within ±0.01)" in found and "the same bodies read alike, equivalent within ±0.01; GeM" in found
+    head = text[order[1]:order[2]]
+    assert "cells**: **avg**" in head and "**max** on maps of 14x14" in head
+    assert "C6 (the lesson's claim) is mixed (1 supported, 2 contradicted, 1 inconclusive)" in text
+    assert "Chosen rates at an edge of the grid:" in text and "seeds per cell: 10" in text
+    for name in ("confirm_share_vs_size.png", "confirm_dilution.png", "confirm_why.png"):
+        assert (tmp_path / "pooling" / name).stat().st_size > 0, name

@@ -147,7 +147,10 @@ def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     out = pd.concat(parts, ignore_index=True) if parts else runs.assign(arm=[])
     out = out.assign(cells=out["obj_size"] / cell_px(profile), map=out["canvas"] // cell_px(profile),
                      learned=out["accuracy"] > LEARNED)
-    return pd.concat([out, slopes(out), readout(out)], ignore_index=True) if profile == "confirm" else out
+    if profile != "confirm":
+        return out
+    out = pd.concat([out, slopes(out), readout(out)], ignore_index=True)
+    return out.assign(learned=out["learned"].astype("boolean").fillna(False).astype(bool))  # derived rows: not runs
 
 
 def slopes(runs: pd.DataFrame) -> pd.DataFrame:

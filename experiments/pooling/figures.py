@@ -42,7 +42,7 @@ def share_by_size(thr: pd.DataFrame, profile: str):
     ax.set_title("Half the seeds learn from " + ", ".join(f"{found[h]:.2f} cells ({h})" for h in order)
                  + "\n(bars at 0.5: each head's threshold with its 95% interval)" if order
                  else "Share of seeds that learn, by object size")
-    ax.legend(title="head", ncol=2)
+    ax.legend(title="head", loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the shares fill the axes
     return fig
 
 
@@ -73,22 +73,35 @@ def difference_by_map(dil: pd.DataFrame, profile: str):
 
 
 def curves(c: pd.DataFrame, size: int, profile: str):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    """The runs that learn (top) and those that do not (bottom), apart: median training loss and the share of the
+    map's gradient that reaches the object's cells, per head, over training."""
+    fig, axs = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True, sharey="col")
     colours = dict(zip(HEADS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for (h, _), g in c[c["step"] > 0].groupby(["pool", "run_id"]):
-        learned = bool(g["learned"].iloc[0])
-        a.plot(g["step"], g["train_loss"], color=colours[h], lw=1, alpha=0.8 if learned else 0.5,
-               ls="-" if learned else "--")
-    a.axhline(0.6931, color="grey", ls=":", lw=1)
-    a.set_xscale("log"), a.set_xlabel("optimiser step (log)"), a.set_ylabel("smoothed training loss")
-    a.set_title("training loss: solid runs learn, dashed do not")
-    med = c.groupby(["pool", "step"])["object_grad_share"].median().unstack(0)
-    for h in [h for h in HEADS if h in med.columns]:
-        b.plot(med.index.to_numpy() + 1, med[h], color=colours[h], lw=2.2 if h in BOLD else 1, label=h)
-    b.axhline(c["object_cell_share"].median(), color="grey", ls=":", lw=1, label="even spread")
-    b.set_xscale("log"), b.set_xlabel("optimiser step + 1 (log)")
-    b.set_ylabel("share of the map's gradient in the object's cells")
-    b.set_title("where the gradient goes (median over seeds)")
-    b.legend(ncol=2)
-    fig.suptitle(f"Objects of {size} px ({size / cell_px(profile):g} cells)")
+    c = c[c["step"] > 0]
+    for row, (learned, words) in enumerate(((True, "runs that learn"), (False, "runs that do not learn"))):
+        part = c[c["learned"] == learned]
+        loss, grad = axs[row]
+        for h in [h for h in HEADS if (part["pool"] == h).any()]:
+            g = part[part["pool"] == h]
+            n = g["run_id"].nunique()
+            med = g.groupby("step")[["train_loss", "object_grad_share"]].median()
+            style = dict(color=colours[h], lw=2.2 if h in BOLD else 1.2, label=f"{h} ({n} runs)")
+            loss.plot(med.index, med["train_loss"], **style)
+            grad.plot(med.index, med["object_grad_share"], **style)
+        loss.axhline(0.6931, color="grey", ls=":", lw=1, label="chance (ln 2)")
+        grad.axhline(c["object_cell_share"].median(), color="grey", ls=":", lw=1, label="an even spread")
+        loss.set_ylabel(f"{words}:\nmedian training loss")
+        grad.set_ylabel("share of the map's gradient\nin the object's cells (median)")
+        for ax in (loss, grad):
+            ax.set_xscale("log")
+            ax.legend(fontsize=8, ncol=2)
+            if part.empty:
+                ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center")
+    for ax in axs[1]:
+        ax.set_xlabel("optimiser step (log)")
+    early = c[c["step"] <= 8].groupby("learned")["object_grad_share"].median()
+    said = (f": in the first 8 steps the runs that learn put {early[True]:.3f} of the map's gradient on the object, "
+            f"those that do not {early[False]:.3f}" if {True, False} <= set(early.index) else "")
+    fig.suptitle(f"Objects of {size} px ({size / cell_px(profile):g} cells){said}")
+    fig.tight_layout()
     return fig

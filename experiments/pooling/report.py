@@ -8,10 +8,13 @@ import pandas as pd
 from cnn_experiments import report as R
 from cnn_experiments import stats
 
-from . import DILUTION_HEADS, HEADS, LEARNED, LN2, PROFILES, cell_px, cells, chosen_lrs, figures, map_side
+from . import HEADS, LEARNED, LN2, PROFILES, cell_px, cells, chosen_lrs, dilution_heads, figures, heads, map_side
 
 
 def report(ctx: R.Context) -> tuple[str, str]:
+    if ctx.profile == "confirm":  # a confirmatory study opens with its answers (confirm.py)
+        from .confirm import report as confirmed
+        return confirmed(ctx)
     profile, runs = ctx.profile, ctx.runs
     thr, dil = runs[runs["arm"] == "threshold"], runs[runs["arm"] == "dilution"]
     word, verdict = R.verdict_section(ctx.table, "C6")
@@ -27,16 +30,21 @@ def design(profile: str) -> list[str]:
     side, cell = map_side(profile), cell_px(profile)
     objs = distinct_objects(p["n_scenes"])
     tr, va = objs["train"], objs["held-out"]
+    per = ("per head (a threshold head's sizes together) and per head and map" if p.get("rate_per") == "head"
+           else "per head and cell")
     search = ("one declared rate, " + f"{p['lrs'][0]:g}") if len(p["lrs"]) == 1 else (
-        "searched per head and cell over " + ", ".join(f"{lr:g}" for lr in p["lrs"]) + " (below)")
+        f"searched {per} over " + ", ".join(f"{lr:g}" for lr in p["lrs"]) + " (appendix)")
+    drawn = (f"Each seed draws its own {tr['scenes']} training scenes from the 4,000 training digits and "
+             f"{va['scenes']} held-out scenes from the 1,000 held-out digits." if p.get("vary_data") else
+             f"{tr['scenes']} training scenes from the 4,000 training digits, {va['scenes']} held-out scenes from the "
+             f"1,000 held-out digits; the training positives show {tr['bears']} distinct '3's of the "
+             f"{tr['bears_available']} available, the held-out positives {va['bears']} of {va['bears_available']}.")
     return [
         f"Data: binary scenes: a '3' (the bear) or another digit matched in ink, at a random place among 8x8 "
-        f"fragments of other digits at the RAM paper's density (4 per 60x60 px). {tr['scenes']} training scenes "
-        f"from the 4,000 training digits, {va['scenes']} held-out scenes from the 1,000 held-out digits; the "
-        f"training positives show {tr['bears']} distinct '3's of the {tr['bears_available']} available, the "
-        f"held-out positives {va['bears']} of {va['bears_available']}. Body: {len(p['channels'])} stride-2 "
-        f"Conv-BN-ReLU stages {p['channels']}, so a {p['canvas']} px scene becomes a {side}x{side} map of {cell} px "
-        f"cells; head: global pool -> linear. fit_one_cycle({p['epochs']}), bs 64, Adam; learning rate {search}.",
+        f"fragments of other digits at the RAM paper's density (4 per 60x60 px). {drawn} Body: {len(p['channels'])} "
+        f"stride-2 Conv-BN-ReLU stages {p['channels']}, so a {p['canvas']} px scene becomes a {side}x{side} map of "
+        f"{cell} px cells; head: global pool -> linear. fit_one_cycle({p['epochs']}), bs 64, Adam; learning rate "
+        f"{search}.",
         "",
         f"A run *learns* when its held-out accuracy is above {LEARNED} (declared before the runs; chance is 0.5). "
         "Object sizes are in cells of the final map. Digits are 28 px natively: below 28 px the digit is shrunk, "
@@ -48,11 +56,11 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
     profile = ctx.profile
     if thr.empty:
         return ["## Threshold arm", "", "No runs yet."]
-    rows = []
+    rows, hs = [], heads(profile)
     for size, g in thr.groupby("obj_size"):
         avg = g[g["pool"] == "avg"].set_index("seed")["accuracy"]
         row = {"size": f"{size / cell_px(profile):g} ({int(size)} px)"}
-        for h in HEADS:
+        for h in hs:
             gh = g[g["pool"] == h]
             k, n = int(gh["learned"].sum()), len(gh)
             share, lo, hi = stats.share_interval(k, n) if n else (math.nan,) * 3
@@ -67,9 +75,9 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
                 row[f"{h} - avg"] = f"{dm:+.3f} [{dl:+.3f}, {dh:+.3f}]" if dn > 1 else "-"
         rows.append(row)
     t = pd.DataFrame(rows)
-    share_cols = ["size", *[f"{h}: learn" for h in HEADS]]
-    acc_cols = ["size", *[f"{h}: acc. of learners" for h in HEADS]]
-    diff_cols = ["size", *[f"{h} - avg" for h in HEADS if h != "avg"]]
+    share_cols = ["size", *[f"{h}: learn" for h in hs]]
+    acc_cols = ["size", *[f"{h}: acc. of learners" for h in hs]]
+    diff_cols = ["size", *[f"{h} - avg" for h in hs if h != "avg"]]
     fig = ctx.figure(figures.share_by_size(thr, profile), f"{profile}_share_vs_size.png")
     return ["## Threshold arm: does the head learn to see the object at all?", "",
             f"Objects from {min(thr['cells']):g} to {max(thr['cells']):g} cells of the {map_side(profile)}x"
@@ -78,7 +86,7 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
             fig, "", "### Each head's threshold: the size at which half the seeds learn", "",
             "A logistic model of learns against log size per head (95% profile-likelihood interval):", "",
             *[f"- {h}: " + stats.threshold_text(stats.threshold(g["cells"], g["learned"]), " cells")
-              for h, g in thr.groupby("pool", sort=False) if h in HEADS], "",
+              for h, g in thr.groupby("pool", sort=False) if h in hs], "",
             "### Held-out accuracy of the runs that learn (mean ± 95% t-interval)", "",
             t[acc_cols].to_markdown(index=False), "",
             "### Paired difference from avg, all runs (mean [95% t-interval], by seed)", "",
@@ -97,7 +105,7 @@ def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
     s = R.summarize(dil, ["map", "pool"])
     by = dil.groupby(["map", "pool"], sort=False)
     s["cell"] = [c + f" (learn {int(k)}/{int(n)})" for c, k, n in zip(R.cells(s, 3), by["learned"].sum(), by.size())]
-    t = s.pivot(index="map", columns="pool", values="cell").reindex(columns=list(DILUTION_HEADS))
+    t = s.pivot(index="map", columns="pool", values="cell").reindex(columns=list(dilution_heads(profile)))
     t = t.astype(object).where(t.notna(), "not run")
     t.index = [f"{m}x{m} ({m * cell_px(profile)} px scene; the bear covers {share_of_map(m, profile):.1%})"
                for m in t.index]
@@ -113,19 +121,20 @@ def share_of_map(m: int, profile: str) -> float:
 
 
 def head_only(thr: pd.DataFrame, profile: str) -> list[str]:
-    probes = [f"probe_{h}" for h in HEADS]
+    hs = heads(profile)
+    probes = [f"probe_{h}" for h in hs]
     if thr.empty or thr[probes].isna().all().all():
         return ["## Head-only arm", "", "No probes yet."]
     size = differing_size(thr)
     g = thr[thr["obj_size"] == size]
-    m = g.groupby("pool")[probes].mean().reindex(list(HEADS))
-    own = g.groupby("pool")["accuracy"].mean().reindex(list(HEADS))
-    m.columns = [f"probe {h}" for h in HEADS]
+    m = g.groupby("pool")[probes].mean().reindex(list(hs))
+    own = g.groupby("pool")["accuracy"].mean().reindex(list(hs))
+    m.columns = [f"probe {h}" for h in hs]
     m.insert(0, "its own head", own)
     m.index.name = "body trained with"
     best_probe = m.iloc[:, 1:].max(axis=1)
     lines = []
-    for h in HEADS:
+    for h in hs:
         if own[h] <= LEARNED and best_probe[h] <= LEARNED:
             lines.append(f"{h}: its bodies fail under every probe (best {best_probe[h]:.3f}): the head trained a "
                          "body that does not see the object")
@@ -133,7 +142,7 @@ def head_only(thr: pd.DataFrame, profile: str) -> list[str]:
             lines.append(f"{h}: its own head fails ({own[h]:.3f}) but a fresh head on the same body reaches "
                          f"{best_probe[h]:.3f}: the evidence is in the body, the trained head missed it")
     learners = g[g["learned"]]  # runs, not heads: a head whose mean is above chance still has runs that failed
-    which = ", ".join(f"{h} {int((learners['pool'] == h).sum())} of {int((g['pool'] == h).sum())}" for h in HEADS
+    which = ", ".join(f"{h} {int((learners['pool'] == h).sum())} of {int((g['pool'] == h).sum())}" for h in hs
                       if (learners["pool"] == h).any())
     for h in ("max", "concat"):
         if len(learners):
@@ -185,9 +194,9 @@ def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
                      + ", ".join(f"{h} {fl[h]:.3f}" for h in HEADS if h in fl) + f" (chance {LN2})"
                      + (": below chance, they fit the training scenes without finding the object" if fits else ""))
     return ["## Why heads fail", "",
-            f"At {size / cell_px(ctx.profile):g} cells ({int(size)} px). Left: the smoothed training loss of "
-            "every run, by head, solid if the run learns. Right: the share of the gradient on the final feature "
-            "map that falls in the object's cells, over training (log steps; medians over seeds).", "", fig, "",
+            f"At {size / cell_px(ctx.profile):g} cells ({int(size)} px). Top: the runs that learn; bottom: those "
+            "that do not. Left: each head's median smoothed training loss; right: the share of the gradient on the "
+            "final feature map that falls in the object's cells, over training (log steps).", "", fig, "",
             *[f"- {x}" for x in lines]]
 
 
@@ -216,9 +225,10 @@ def cams(ctx: R.Context) -> list[str]:
         fig, table = cam_figure(models, t.x_valid, x_raw, y, boxes, cfg.canvas)
     img = ctx.figure(fig, f"{ctx.profile}_cams.png")
     return ["## Where each head looks: class activation maps", "",
-            f"Seed 0, object of {cfg.obj_size / cell_px(ctx.profile):g} cells ({cfg.obj_size} px), the weights the "
-            "sweep saved. The map is the final feature map weighted by the linear layer's 'bear minus not-bear' "
-            "weights, before pooling, upsampled onto the scene; the box is the object.", "", img, "",
+            f"Seed {cfg.seed}, object of {cfg.obj_size / cell_px(ctx.profile):g} cells ({cfg.obj_size} px), the "
+            "weights the sweep saved. The map is the final feature map weighted by the linear layer's 'bear minus "
+            "not-bear' weights, before pooling, upsampled onto the scene, on one colour scale for every head; the "
+            "box is the object.", "", img, "",
             table.to_markdown(index=False)]
 
 
