@@ -13,7 +13,8 @@ import pandas as pd
 from .files import write_atomic
 from .report import CAVEAT, INCOMPLETE, finding_of
 
-PROFILE_ORDER = ("full", "medium", "quick")  # the index quotes the most thorough profile present
+PROFILE_ORDER = ("confirm", "full", "medium", "quick")  # the index quotes the most thorough profile present;
+# a confirmatory study decides what its pilot suggested
 
 
 def best_summary(folder: Path) -> Path | None:

@@ -5,6 +5,7 @@ import pytest
 
 from cnn_experiments import cli, stats, train
 from cnn_experiments.config import to_row
+from cnn_experiments.publish import verdicts_of
 from experiments import pooling as P
 
 
@@ -144,7 +145,9 @@ def test_the_confirmatory_report_opens_with_its_answers_and_recommends_avg_where
     assert "(equivalent within ±0.01)" in found and "the same bodies read alike, equivalent within ±0.01; GeM" in found
     head = text[order[1]:order[2]]
     assert "cells**: **avg**" in head and "**max** on maps of 14x14" in head
-    assert "C6 (the lesson's claim) is mixed (1 supported, 2 contradicted, 1 inconclusive)" in text
+    assert "**C6 is mixed (1 supported, 2 contradicted, 1 inconclusive).**" in text
+    assert verdicts_of(tmp_path / "pooling" / "summary_confirm.md") == "C6 mixed (1 supported, 2 contradicted, 1 " \
+        "inconclusive)"  # the README's claims table quotes C6 alone, not the mechanism's family
     assert "Chosen rates at an edge of the grid:" in text and "seeds per cell: 10" in text
     for name in ("confirm_share_vs_size.png", "confirm_dilution.png", "confirm_why.png"):
         assert (tmp_path / "pooling" / name).stat().st_size > 0, name

@@ -30,10 +30,10 @@ def report(ctx: R.Context) -> tuple[str, str]:
             "## What it found", "", *[f"- {x}" for x in found(c6, why_table, thresholds, runs)], "",
             "## Which head to use", "", *recommend(c6, thresholds, dil), "",
             "## Figures", "", *show(ctx, thr, dil), "",
-            "## Verdict", "", f"**C6 (the lesson's claim) is {word}.** Each row tests the lesson's prediction, "
-            "two-sided.", "", stats.markdown(c6) if c6 is not None else "No runs yet.", "",
-            f"**Why max fails to train: the mechanism's predictions are {stats.verdict(why_table)}.** "
-            + mechanism_text(), "", stats.markdown(why_table), "",
+            "## Verdict", "", f"**C6 is {word}.**", "", "Each row tests the lesson's prediction, two-sided.", "",
+            stats.markdown(c6) if c6 is not None else "No runs yet.", "",
+            f"**Why max fails to train: the mechanism's predictions are {stats.verdict(why_table)}.**", "",
+            mechanism_text(), "", stats.markdown(why_table), "",
             *pilot.design(PROFILE), "", *threshold_detail(ctx, thr), "", *dilution_detail(dil), "",
             *pilot.head_only(thr, PROFILE), "", *readout_detail(runs), "",
             "## Appendix: learning rates (a nuisance parameter)", "", *appendix(runs)]
