@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from .experiment import NAMES
+from .progress import clock
 from .publish import MEASURES
 from .report import WRITTEN
 from .stats import VERDICTS
-from .sweep import clock
 
 
 def _quiet(fn, *args):

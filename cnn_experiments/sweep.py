@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 from . import executors, fused
 from .config import Config, to_row
 from .errors import UserError
+from .progress import ProgressTable
 from .store import METRICS, Store, provenance
 
 Keep = Callable[[Config], tuple[str, ...]]  # which state-dict entries a run saves for its report
@@ -44,7 +44,7 @@ def run_sweep(configs: list[Config], store: Store | Path | str, profile: str = "
         echo(f"{len(configs)} runs in the grid, {len(configs) - len(todo)} already in {store.path}, {len(todo)} to run"
              + (f", {min(jobs, len(todo))} at a time" if jobs > 1 and todo else "")
              + (f", seeds of a cell fused up to {fuse} per model" if fuse > 1 and todo else ""))
-        table = ProgressTable(varying_fields(configs) or ["seed"], echo, len(todo))
+        table = ProgressTable(varying_fields(configs) or ["seed"], echo, todo)
         prov, finished = provenance(), 0
         main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # a polite kill stops like Ctrl-C
@@ -98,36 +98,3 @@ def varying_fields(configs: list[Config]) -> list[str]:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-class ProgressTable:
-    """A fixed-width line per finished run: its number of the total, the fields the grid varies, the metrics, then
-    the sweep's elapsed time and the time left at its pace so far."""
-    def __init__(self, cols: list[str], echo, total: int = 0):
-        self.cols, self.echo, self.started, self.total = cols, echo, False, total
-        self.widths = [max(len(k), 8) for k in cols]
-        self.width = max(5, 2 * len(str(total)) + 1)
-        self.t0 = time.monotonic()
-
-    def line(self, i: int, cfg: Config, m: dict) -> None:
-        if not self.started:
-            self.echo("  ".join(["run".rjust(self.width)] + [k.rjust(w) for k, w in zip(self.cols, self.widths)]
-                                + [f"{'accuracy':>8}", f"{'train':>7}", f"{'valid':>7}", f"{'s':>6}",
-                                   f"{'elapsed':>8}", f"{'left':>8}"]))
-            self.started = True
-        row = to_row(cfg)
-        elapsed = time.monotonic() - self.t0
-        left = elapsed / i * (self.total - i) if self.total else float("nan")
-        self.echo("  ".join([f"{i}/{self.total}".rjust(self.width) if self.total else f"{i:>5}"]
-                            + [str(row[k]).rjust(w) for k, w in zip(self.cols, self.widths)]
-                            + [f"{m['accuracy']:8.4f}", f"{m['train_loss']:7.4f}", f"{m['valid_loss']:7.4f}",
-                               f"{m['seconds']:6.1f}", f"{clock(elapsed):>8}", f"{clock(left):>8}"]))
-
-
-def clock(seconds: float) -> str:
-    "A duration as h:mm:ss (or m:ss under an hour); a dash when unknown."
-    if seconds != seconds:
-        return "-"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

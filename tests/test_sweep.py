@@ -6,6 +6,7 @@ import pytest
 
 from cnn_experiments import sweep
 from cnn_experiments.errors import UserError
+from cnn_experiments.progress import ProgressTable, clock, cost
 from cnn_experiments.store import Store
 from tests.conftest import TINY, TINY_SCENES
 
@@ -90,11 +91,14 @@ def test_every_config_is_checked_before_any_work(tmp_path):
 
 def test_progress_lines_count_done_of_total_with_elapsed_and_time_left():
     lines = []
-    table = sweep.ProgressTable(["seed"], lines.append, total=4)
+    big = TINY.replace(data="scenes", canvas=128, n_scenes=100)
+    table = ProgressTable(["seed"], lines.append, [TINY, TINY, TINY, big])
     metrics = dict(accuracy=0.9, train_loss=0.1, valid_loss=0.2, seconds=1.0)
     table.t0 -= 30  # 30 s into the sweep when the first run finishes
     table.line(1, TINY, metrics)
     header, first = lines
     assert header.split()[0] == "run" and header.split()[-2:] == ["elapsed", "left"]
-    assert first.split()[0] == "1/4" and first.split()[-2:] == ["0:30", "1:30"]  # 3 runs to go at 30 s each
-    assert sweep.clock(3725) == "1:02:05" and sweep.clock(float("nan")) == "-"
+    # elapsed, then the time left, each run weighed by its pixels x images x epochs: two more like the first, one big
+    assert first.split()[0] == "1/4" and first.split()[-2:] == ["0:30", clock(30 * (2 + cost(big) / cost(TINY)))]
+    assert cost(big) > 5 * cost(TINY)
+    assert clock(3725) == "1:02:05" and clock(float("nan")) == "-"
