@@ -126,7 +126,7 @@ def learner(cfg, progress: bool | None = None):
     from fastai.torch_core import set_seed
 
     from .pretrained import learner as pretrained_learner
-    from .train import show_progress
+    from .progress import show_progress
     fold = check_folder(cfg.folder)
     set_seed(cfg.seed, reproducible=True)
     dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, device=cfg.device)

@@ -1,12 +1,20 @@
-"""A sweep's progress: a fixed-width line per finished run, with the elapsed time and the time left.
+"""Progress a person reads: a sweep's fixed-width line per finished run (elapsed, time left), and whether fastai's
+per-epoch bar shows.
 
-    from cnn_experiments.progress import ProgressTable, clock
+    from cnn_experiments.progress import ProgressTable, clock, show_progress
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 from .config import Config, to_row
+
+
+def show_progress() -> bool:
+    "fastai's per-epoch bar for people at a terminal; none in tests, CI, output to a file, or CNN_EXP_PROGRESS=0."
+    return sys.stdout.isatty() and os.environ.get("CNN_EXP_PROGRESS", "1") != "0"
 
 
 def cost(cfg: Config) -> float:

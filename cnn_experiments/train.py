@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +21,7 @@ from . import models, pretrained
 from .callbacks import Autocast, BodyInEvalMode, SkipValidation, StopOnNaN, TrainingCurve, without_host_sync
 from .config import Config
 from .learner import CrossEntropy, Learner
+from .progress import show_progress
 
 __all__ = ["Config", "Result", "run", "result", "learner", "fit", "evaluate"]
 RUN_THREADS = 1  # a CPU run computes with one thread: the same numbers however a sweep executes it
@@ -47,11 +46,6 @@ class Tensors:
     y_valid: torch.Tensor
     n_out: int
     boxes: torch.Tensor | None = None  # scenes: (top, left, size) of each training scene's object
-
-
-def show_progress() -> bool:
-    "Progress bars for people at a terminal; none in tests, CI or when output goes to a file."
-    return sys.stdout.isatty() and os.environ.get("CNN_EXP_PROGRESS", "1") != "0"
 
 
 @contextlib.contextmanager

@@ -247,6 +247,9 @@ def keep(cfg: Config, profile: str) -> tuple[str, ...]:
 
 
 def _report(ctx):
+    if ctx.profile == "confirm":  # a confirmatory study opens with its answers
+        from .confirm import report as confirmed
+        return confirmed(ctx)
     from .report import report
     return report(ctx)
 

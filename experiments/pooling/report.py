@@ -12,9 +12,6 @@ from . import HEADS, LEARNED, LN2, PROFILES, cell_px, cells, chosen_lrs, dilutio
 
 
 def report(ctx: R.Context) -> tuple[str, str]:
-    if ctx.profile == "confirm":  # a confirmatory study opens with its answers (confirm.py)
-        from .confirm import report as confirmed
-        return confirmed(ctx)
     profile, runs = ctx.profile, ctx.runs
     thr, dil = runs[runs["arm"] == "threshold"], runs[runs["arm"] == "dilution"]
     word, verdict = R.verdict_section(ctx.table, "C6")
