@@ -6,8 +6,10 @@
 The model is the full profile's (224 px scenes, stride-2 stages 8-16-32-64-64, max head). Counted per image:
 FLOPs of a forward and backward pass (torch's FLOP counter) and the bytes a step must move at the least (each
 stage reads its input and writes its output once, forward and backward, as a fused Conv-BN-ReLU would) and as
-executed layer by layer. The device's memory bandwidth (measured with a large copy) and those bytes bound the
-images per second; every measured rate is reported as a fraction of that bound. Settings: the sweep's (fp32,
+executed layer by layer. Two ceilings bound the images per second: the device's peak arithmetic rate at the
+setting's precision and the run's thread count (a large matmul, fp32 or bf16) over the FLOPs, and its memory
+bandwidth (a large copy) over the bytes; the lower binds (the arithmetic intensity against the ridge point says
+which). Every measured rate is reported as a fraction of its lower bound. Settings: the sweep's (fp32,
 deterministic), channels_last, bf16 autocast, torch.compile, and K members fused into one grouped model.
 """
 from __future__ import annotations
@@ -70,6 +72,20 @@ def bandwidth(device: str) -> float:
     return 5 * 2 * 4 * n / (time.perf_counter() - t)
 
 
+def peak(device: str, dtype: torch.dtype) -> float:
+    "FLOP/s of a large square matmul at `dtype`: the arithmetic ceiling at the threads the run has."
+    n, reps = (2048, 3) if device == "cpu" else (8192, 20)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return reps * 2 * n**3 / (time.perf_counter() - t)
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -126,18 +142,27 @@ def main(a) -> None:
         torch.backends.cudnn.deterministic = True  # fastai's set_seed(reproducible=True), as the sweep runs
     c = counts(pooled_cnn(CHANNELS, 2, pool="max"))
     bw = bandwidth(device)
-    limit = bw / c["least"]
+    peaks = {"fp32": peak(device, torch.float32), "bf16": peak(device, torch.bfloat16)}
+    memory = bw / c["least"]
     settings = {"fp32 (the sweep's)": {}, "channels_last": dict(channels_last=True), "bf16 autocast": dict(bf16=True),
                 "torch.compile": dict(compile=True), f"{k} members fused": dict(k=k),
                 f"{k} members fused, channels_last + bf16": dict(k=k, channels_last=True, bf16=True)}
     rates = {name: rate(device, a.bs, steps, **kw) for name, kw in settings.items()}
-    base = rates["fp32 (the sweep's)"]
+
+    def bound(kw: dict) -> tuple[float, str]:
+        "The lower ceiling for a setting, in images/s, and which it is."
+        compute = peaks["bf16" if kw.get("bf16") else "fp32"] / c["flops"]
+        return (compute, "compute") if compute < memory else (memory, "memory")
+    bounds = {name: bound(kw) for name, kw in settings.items()}
+    base, (base_bound, binds) = rates["fp32 (the sweep's)"], bounds["fp32 (the sweep's)"]
     best = max(rates, key=rates.get)
+    ridge = {p: v / bw for p, v in peaks.items()}
     text = "\n".join([
         "# Benchmark: a training step of the full pooling profile against the device's limits", "",
         f"**Result:** on {device_name(device)}, the sweep's step trains {base:,.0f} images/s, "
-        f"{base / limit:.1%} of the {limit:,.0f} images/s its memory bandwidth allows; best setting {best}: "
-        f"{rates[best]:,.0f} images/s ({rates[best] / base:.2f}x, {rates[best] / limit:.1%} of the bound).", "",
+        f"{base / base_bound:.1%} of the {base_bound:,.0f} images/s its lower ceiling ({binds}) allows; best setting "
+        f"{best}: {rates[best]:,.0f} images/s ({rates[best] / base:.2f}x, {rates[best] / bounds[best][0]:.1%} of its "
+        f"{bounds[best][1]} bound).", "",
         *benchmark_provenance(f"python benchmarks/roofline.py --device {device} --steps {steps} --bs {a.bs} --k {k}",
                               MEASURES),
         f"- work: pooled_cnn {CHANNELS} + max head, {a.bs} x 1 x 224 x 224 per member, AdamW, a plain loop, {steps} "
@@ -147,9 +172,20 @@ def main(a) -> None:
         f"| bytes at the least (each stage's input and output once) | {c['least'] / 1e6:,.1f} MB |",
         f"| bytes layer by layer (conv, BN, ReLU each read and write) | {c['executed'] / 1e6:,.1f} MB |",
         f"| arithmetic intensity at the least | {c['flops'] / c['least']:.2f} FLOP/byte |", "",
-        f"Measured bandwidth (a copy of 512 MB): {bw / 1e9:,.1f} GB/s, so at most {limit:,.0f} images/s.", "",
-        "| setting | images/s | vs the sweep's | fraction of the bandwidth bound |", "|---|---|---|---|",
-        *[f"| {n} | {r:,.0f} | {r / base:.2f}x | {r / limit:.1%} |" for n, r in rates.items()], ""])
+        "| ceiling | measured | images/s it allows |", "|---|---|---|",
+        f"| arithmetic, fp32 (a {2048 if device == 'cpu' else 8192}² matmul) | {peaks['fp32'] / 1e9:,.1f} GFLOP/s | "
+        f"{peaks['fp32'] / c['flops']:,.0f} |",
+        f"| arithmetic, bf16 | {peaks['bf16'] / 1e9:,.1f} GFLOP/s | {peaks['bf16'] / c['flops']:,.0f} |",
+        f"| memory (a copy of 512 MB) | {bw / 1e9:,.1f} GB/s | {memory:,.0f} |", "",
+        f"The ridge point (peak over bandwidth) is {ridge['fp32']:.2f} FLOP/byte in fp32 and {ridge['bf16']:.2f} in "
+        f"bf16; the step's {c['flops'] / c['least']:.2f} FLOP/byte is "
+        + ("above both: compute binds." if c["flops"] / c["least"] > max(ridge.values()) else
+           "below both: memory binds." if c["flops"] / c["least"] < min(ridge.values()) else
+           "between them: compute binds in fp32, memory in bf16."), "",
+        "| setting | images/s | vs the sweep's | GFLOP/s | its lower bound (images/s) | fraction of it |",
+        "|---|---|---|---|---|---|",
+        *[f"| {n} | {r:,.0f} | {r / base:.2f}x | {r * c['flops'] / 1e9:,.1f} | {bounds[n][0]:,.0f} ({bounds[n][1]}) | "
+          f"{r / bounds[n][0]:.1%} |" for n, r in rates.items()], ""])
     write_benchmark(text, Path(a.out or f"results/benchmarks/roofline_{device}.md"))
 
 
