@@ -13,13 +13,19 @@ def class_activation_maps(model: torch.nn.Module, x: torch.Tensor, cls: int = 1)
     """(N, H, W) maps at the input's size: the final feature map weighted by the linear layer's weights for
     `cls` minus the mean of the other classes' (summed over the copies a concatenating pool makes). Computed in
     float64: a map's peak is an argmax, and float32 rounding differs between CPUs enough to move a near-tie."""
-    model = copy.deepcopy(model).double().eval()
-    feats = model[0](x.double())  # (N, C, h, w): the map before global pooling
-    w = model[1][-1].weight  # (n_out, C * mult)
-    w = w[cls] - torch.cat([w[:cls], w[cls + 1:]]).mean(0)
-    w = w.view(-1, feats.shape[1]).sum(0)  # concat pools give [max, avg] copies of each channel
-    cam = torch.einsum("nchw,c->nhw", feats, w)
+    cam = feature_maps(model, x, torch.full((len(x),), cls))
     return F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+@torch.no_grad()
+def feature_maps(model: torch.nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    "(N, h, w) maps at the final feature map's size, each for its own image's class in `classes`."
+    model = copy.deepcopy(model).double().eval()
+    feats = model[0](x.double().to(next(model.parameters()).device)).cpu()  # (N, C, h, w): before global pooling
+    w = model[1][-1].weight.cpu()  # (n_out, C * mult)
+    others = (w.sum(0, keepdim=True) - w) / max(len(w) - 1, 1)
+    w = (w - others).view(len(w), -1, feats.shape[1]).sum(1)  # concat pools give [max, avg] copies of a channel
+    return torch.einsum("nchw,nc->nhw", feats, w[classes.long()])
 
 
 def peak_inside(cams: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@
     cnn-exp list
     cnn-exp run pooling --profile medium           # runs the grid into results/pooling/runs.csv (resumes), reports
     cnn-exp report pooling --profile medium        # rewrites results/pooling/summary_medium.md from its runs
-    cnn-exp run fine_tune --data bears             # fine-tune a pretrained body on a folder of class sub-folders
+    cnn-exp run pooling --data bears               # which pooling head for a folder of class sub-folders
+    cnn-exp run fine_tune --data bears             # fine-tune a pretrained body on it, beside random init
     cnn-exp predict results/fine_tune/folder_bears/model.safetensors photo.jpg
     cnn-exp reproduce                              # the quick pooling study afresh, compared with the committed one
     cnn-exp check                                  # every committed summary regenerates; benchmarks are current
@@ -61,9 +62,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the experiments and the claims they test")
     r = sub.add_parser("run", help="run an experiment's grid (resuming), then write its report")
     r.add_argument("name", help=f"one of {', '.join(NAMES)}")
-    r.add_argument("--profile", default="quick", choices=PROFILES,
+    r.add_argument("--profile", default=None, choices=PROFILES,
                    help="quick: minutes on a CPU; medium: hours on a CPU; full: the study as designed (a GPU's work); "
-                        "confirm: pooling's confirmatory study of its medium pilot")
+                        "confirm: pooling's confirmatory study of its medium pilot (default quick)")
     r.add_argument("--device", default="cpu", choices=DEVICES, help="where to train")
     r.add_argument("--seeds", type=positive_int, default=None, help="seeds per cell (default: the profile's)")
     r.add_argument("--jobs", type=positive_int, default=None,
@@ -73,12 +74,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", default="local", choices=("local", "ray"),
                    help="local: this machine (--jobs processes); ray: tasks on a Ray cluster (pip install ray)")
     r.add_argument("--address", default=None, help="ray: the cluster's address (default: start a local one)")
-    r.add_argument("--results", type=Path, default=Path("results"), help="results folder")
-    # the image-folder workflow (fastbook's bear classifier): fine_tune only
-    r.add_argument("--data", type=Path, default=None, help="fine_tune: a folder of class sub-folders to train on")
+    r.add_argument("--results", type=Path, default=None,
+                   help="results folder (default results; with --data, folder_results)")
+    # one's own images: pooling compares its heads on the folder, fine_tune fine-tunes beside random init
+    r.add_argument("--data", type=Path, default=None, help="pooling, fine_tune: a folder of class sub-folders")
     r.add_argument("--arch", default=None, help="with --data: efficientnet_lite0 (offline, default), resnet18/34")
     r.add_argument("--size", type=at_least(32), default=None, help="with --data: input side in px (default 224)")
     r.add_argument("--epochs", type=positive_int, default=None, help="with --data: fine_tune(epochs) (default 4)")
+    r.add_argument("--heads", default=None, help="pooling --data: the heads to compare (default avg,max,concat)")
     s = sub.add_parser("report", help="rewrite an experiment's summary from its runs file (trains nothing)")
     s.add_argument("name", help=f"one of {', '.join(NAMES)}")
     s.add_argument("--profile", default=None, choices=PROFILES, help="default: the profile of the last run")
@@ -98,6 +101,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_data(a) -> None:
+    "`run pooling|fine_tune --data FOLDER`: the options a folder run takes, and a one-line error for the others."
+    for given, option in ((a.profile, "--profile"), (a.fuse > 1, "--fuse"), (a.executor != "local", "--executor")):
+        if given:
+            raise UserError(f"{option}: does not apply to a folder run (--data); its options are --heads, --seeds, "
+                            "--size, --epochs, --arch, --jobs, --device, --results")
+    results = a.results or Path("folder_results")
+    if a.name == "pooling":
+        from .folder_heads import HEADS, check_heads, run_heads
+        heads = check_heads(a.heads) if a.heads else HEADS
+        from .executors import default_jobs
+        run_heads(a.data, a.arch, heads, a.seeds or 5, a.size or 224, a.epochs or 4, results, a.device,
+                  a.jobs or default_jobs(a.device))
+    elif a.name == "fine_tune":
+        if a.heads:
+            raise UserError("--heads: goes with `run pooling --data`; fine_tune compares pretraining, not heads")
+        from .folder_app import run_folder
+        run_folder(a.data, a.arch, a.epochs or 4, a.size or 224, a.seeds or 1, results, a.device)
+    else:
+        raise UserError(f"--data: pooling and fine_tune train on an image folder, not {a.name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         a = parser().parse_args(argv)
@@ -106,14 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:14} {get(name).claim}")
         elif a.cmd == "run":
             if a.data is not None:
-                from .folder_app import run_folder
-                if a.name != "fine_tune":
-                    raise UserError(f"--data: only fine_tune trains on an image folder, not {a.name}")
-                run_folder(a.data, a.arch, a.epochs or 4, a.size or 224, a.seeds or 1, a.results, a.device)
-            elif any(v is not None for v in (a.arch, a.size, a.epochs)):
-                raise UserError("--arch, --size and --epochs go with --data PATH (the image-folder workflow)")
+                run_data(a)
+            elif any(v is not None for v in (a.arch, a.size, a.epochs, a.heads)):
+                raise UserError("--arch, --size, --epochs and --heads go with --data PATH (one's own images)")
             else:
-                do_run(a.name, a.profile, a.device, a.seeds, a.results, a.jobs, a.fuse, a.executor, a.address)
+                do_run(a.name, a.profile or "quick", a.device, a.seeds, a.results or Path("results"), a.jobs, a.fuse,
+                       a.executor, a.address)
         elif a.cmd == "report":
             do_report(a.name, a.profile, a.results)
         elif a.cmd == "predict":

@@ -20,7 +20,7 @@ SCHEDULES = ("one_cycle", "constant", "fine_tune", "fine_tune_bn_kept", "frozen"
 POOLS = ("avg", "max", "concat", "avgmax", "gem", "lse")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "identity")
 DOWNS = ("stride", "maxpool", "avgpool")
-NOT_IDENTITY = ("device",)  # where a run executes is recorded with it, not part of what the run is
+NOT_IDENTITY = ("device", "folder")  # where a run executes, or where its folder sits: recorded, not what it is
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,9 @@ class Config:
     target: int = 3  # scenes, binary mode: the digit class that is the bear
     mode: str = "binary"  # scenes: binary (bear vs another digit) or tenway (which digit)
     n_scenes: int = 4000  # scenes: training scenes (held-out scenes: a quarter of this)
-    folder: str = ""  # data=folder: a folder of class sub-folders (fastbook's bears), split 80/20 with seed 42
-    vary_data: bool = False  # the seed also draws the data: scenes, the labelled subset (n_train); False: fixed draws
+    folder: str = ""  # data=folder: where the folder of class sub-folders is (fastbook's bears); not its identity
+    folder_id: str = ""  # data=folder: a hash of the folder's content (files and classes): what the run is of
+    vary_data: bool = False  # the seed also draws the data: scenes, the labelled subset, a folder's split; else fixed
     # model
     arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13), pooled_cnn (body + pooling head), fastai_head,
     # or a pretrained body (efficientnet_lite0 offline, resnet18/34 online) + fastai's create_head(ps=p)
@@ -48,7 +49,9 @@ class Config:
     bn_first: bool = True  # Conv-BN-act (fastai's ConvLayer); False: Conv-act-BN, the order of fastbook ch. 13's code
     act: str = "relu"  # non-linearity by name, one of ACTIVATIONS
     down: str = "stride"  # the body's way down: stride (stride-2 conv), maxpool or avgpool (conv + 2x2 pool)
-    pool: str = "avg"  # pooled_cnn: global pooling by name, one of POOLS
+    pool: str = "avg"  # pooled_cnn, and a pretrained body with head="pool": global pooling by name, one of POOLS
+    head: str = "fastai"  # a pretrained body's head: fastai's create_head (concat pool, two linear layers), or
+    # "pool": the pooling study's, global pooling by `pool` -> dropout p -> linear
     p: float = 0.0  # head dropout: before pooled_cnn's linear layer; fastai_head: create_head's ps (p/2, then p)
     p_body: float = 0.0  # spatial dropout (Dropout2d, whole channels) after every body stage
     width: float = 1.0  # multiplies every stage's channels (rounded): models of matched cost
@@ -69,7 +72,8 @@ class Config:
         "Raise UserError naming the first field that is out of range; return self."
         for name, allowed in (("data", DATA), ("mode", ("binary", "tenway")), ("split", ("heldout", "search")),
                               ("arch", ARCHS), ("act", ACTIVATIONS), ("down", DOWNS), ("pool", POOLS),
-                              ("schedule", SCHEDULES), ("device", ("cpu", "cuda")), ("precision", ("fp32", "bf16"))):
+                              ("schedule", SCHEDULES), ("device", ("cpu", "cuda")), ("precision", ("fp32", "bf16")),
+                              ("head", ("fastai", "pool"))):
             check_choice(name, getattr(self, name), allowed)
         for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
             if getattr(self, f) <= 0:

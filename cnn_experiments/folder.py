@@ -2,7 +2,10 @@
 
     from cnn_experiments.folder import folder_dls; dls = folder_dls("bears")   # validates first
 
-Every problem is one `DataError` line that names the files or classes; unreadable files are listed and skipped.
+A folder holds one sub-folder per class, or `train/` and `valid/` each holding them (a validation set of one's own,
+used as it is). Every problem is one `DataError` line that names the files or classes; unreadable files are listed
+and skipped. A folder is known by its content (`folder_id`): moved, it is the same folder; a file changed or a class
+renamed, it is another.
 """
 from __future__ import annotations
 
@@ -19,11 +22,25 @@ VALID_PCT, SPLIT_SEED = 0.2, 42  # fastbook's RandomSplitter(valid_pct=0.2, seed
 
 @dataclass(frozen=True)
 class Folder:
-    "The readable images of a checked folder, their classes, and the files skipped (with why)."
+    "The readable images of a checked folder, their classes, the files skipped (with why), and its split's layout."
     path: Path
     files: list[Path]
     classes: list[str]
     skipped: list[tuple[Path, str]]
+    valid_folder: bool = False  # train/ and valid/ sub-folders: the validation set is the user's own
+
+    def label(self, f: Path) -> str:
+        "An image's class: the folder it sits in under the root (or under train/, valid/)."
+        return f.relative_to(self.path).parts[1 if self.valid_folder else 0]
+
+
+def folder_id(folder: Folder) -> str:
+    "A hash of what the folder holds: each readable image's path under the root and its bytes."
+    import hashlib
+    h = hashlib.sha1()
+    for f in folder.files:
+        h.update(f.relative_to(folder.path).as_posix().encode() + b"\0" + hashlib.sha1(f.read_bytes()).digest())
+    return h.hexdigest()[:12]
 
 
 def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
@@ -34,6 +51,8 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"--data: {path} is not a folder; give a folder of class sub-folders (e.g. grizzly/ black/)")
+    if (path / "train").is_dir() and (path / "valid").is_dir():
+        return _split_folder(path)
     dirs = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not dirs:
         raise DataError(f"{path}: no class sub-folders; put each class's images in a sub-folder named for it")
@@ -55,6 +74,15 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
         raise DataError(f"{path}: {len(files)} readable images; RandomSplitter(valid_pct={valid_pct}) over "
                         f"{len(classes)} classes needs at least {need}")
     return Folder(path, files, classes, skipped)
+
+
+def _split_folder(path: Path) -> Folder:
+    "A folder of train/ and valid/, each checked as a folder of classes; both must hold the same classes."
+    train, valid = check_folder(path / "train", valid_pct=0.5), check_folder(path / "valid", valid_pct=1.0)
+    if train.classes != valid.classes:
+        raise DataError(f"{path}: train/ has classes {', '.join(train.classes)} but valid/ has "
+                        f"{', '.join(valid.classes)}; give both the same class sub-folders")
+    return Folder(path, train.files + valid.files, train.classes, train.skipped + valid.skipped, valid_folder=True)
 
 
 def readable(f: Path) -> str | None:
@@ -90,17 +118,21 @@ def skipped_line(folder: Folder) -> str:
 
 
 def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_SEED, device: str = "cpu"):
-    "fastbook's bear DataBlock: RandomSplitter(0.2, seed=42), RandomResizedCrop(size, min_scale=0.5), aug_transforms."
+    """fastbook's bear DataBlock: RandomSplitter(0.2, seed) (or the folder's own train/ and valid/: fastai's
+    GrandparentSplitter), RandomResizedCrop(size, min_scale=0.5), aug_transforms."""
     from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.data.transforms import RandomSplitter
+    from fastai.data.transforms import GrandparentSplitter, RandomSplitter
     from fastai.vision.augment import RandomResizedCrop, aug_transforms
     from fastai.vision.data import ImageBlock, Normalize
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: folder.files,
-                      splitter=RandomSplitter(valid_pct=VALID_PCT, seed=seed),
-                      get_y=lambda f: f.relative_to(folder.path).parts[0],  # the class folder, at any depth
-                      item_tfms=RandomResizedCrop(size, min_scale=0.5),
+    if folder.valid_folder:
+        valid = {f for f in folder.files if f.relative_to(folder.path).parts[0] == "valid"}
+        splitter = GrandparentSplitter(train_name="train", valid_name="valid")
+    else:
+        splitter = RandomSplitter(valid_pct=VALID_PCT, seed=seed)
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: folder.files, splitter=splitter,
+                      get_y=lambda f: folder.label(f), item_tfms=RandomResizedCrop(size, min_scale=0.5),
                       batch_tfms=[*aug_transforms(), Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)])
-    n_train = len(folder.files) - int(VALID_PCT * len(folder.files))
+    n_train = len(folder.files) - (len(valid) if folder.valid_folder else int(VALID_PCT * len(folder.files)))
     # the training loader drops a last partial batch: a batch larger than the train set would leave none
     return block.dataloaders(folder.path, bs=min(bs, n_train), num_workers=0, device=device)
 
@@ -129,10 +161,11 @@ def learner(cfg, progress: bool | None = None):
     from .progress import show_progress
     fold = check_folder(cfg.folder)
     set_seed(cfg.seed, reproducible=True)
-    dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, device=cfg.device)
+    dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, seed=split_seed(cfg), device=cfg.device)
     learn = pretrained_learner(dls, cfg.arch, dls.c, pretrained=cfg.pretrained, p=cfg.p,
-                               loss_func=CrossEntropyLossFlat(), metrics=accuracy)
-    learn.n_out, learn.folder = dls.c, fold
+                               pool=cfg.pool if cfg.head == "pool" else None, loss_func=CrossEntropyLossFlat(),
+                               metrics=accuracy)
+    learn.n_out, learn.folder, learn.draw_cams = dls.c, fold, cfg.head == "pool"  # a linear read-out to map
     shown = show_progress() if progress is None else progress
     learn.logger = print if shown else (lambda *a: None)
     if not shown:
@@ -140,8 +173,17 @@ def learner(cfg, progress: bool | None = None):
     return learn
 
 
+def split_seed(cfg) -> int:
+    "fastbook's fixed split, or (vary_data) a split of the run's seed's own."
+    if not cfg.vary_data:
+        return SPLIT_SEED
+    import numpy as np
+    return int(np.random.SeedSequence(SPLIT_SEED, spawn_key=(cfg.seed,)).generate_state(1)[0])
+
+
 TOP = 6  # validation images the report shows as top losses
 THUMB = 96  # their side, px
+CAMS = 4  # validation images whose class activation maps a pooling head's report draws
 
 
 def evaluate(learn) -> tuple[dict, dict]:
@@ -171,7 +213,27 @@ def evaluate(learn) -> tuple[dict, dict]:
     vocab = torch.tensor(list("\n".join(map(str, dls.vocab)).encode()), dtype=torch.uint8)
     extra = {"extra.confusion": confusion, "extra.top_images": torch.stack(thumbs), "extra.top_losses": losses[top],
              "extra.top_pred": pred[top], "extra.top_true": targs[top], "extra.vocab": vocab}
+    if getattr(learn, "draw_cams", False):
+        extra.update(cam_extras(learn))
     return metrics, extra
+
+
+def cam_extras(learn) -> dict:
+    """The first CAMS validation images as the model sees them (thumbnails) and each one's class activation map for
+    its own class, at the final feature map's size: what the report draws, a few KB."""
+    import torch
+    import torch.nn.functional as F
+
+    from .cams import feature_maps
+    xb, yb = learn.dls.valid.one_batch()
+    xb, yb = xb[:CAMS], yb[:CAMS]
+    shown = learn.dls.valid.decode((xb,))[0].as_subclass(torch.Tensor)  # denormalised, [0, 1]
+    xb, yb = xb.as_subclass(torch.Tensor).cpu(), yb.as_subclass(torch.Tensor).cpu()  # fastai's types: plain
+    thumbs = F.interpolate(shown.float().cpu(), size=(THUMB, THUMB), mode="bilinear", antialias=True,
+                           align_corners=False)
+    maps = feature_maps(learn.model, xb, yb)
+    return {"extra.cam_images": (thumbs.clamp(0, 1) * 255).round().to(torch.uint8),
+            "extra.cams": maps.float(), "extra.cam_true": yb}
 
 
 

@@ -1,8 +1,8 @@
 """fastbook's bear classifier on your own photos: `cnn-exp run fine_tune --data bears`.
 
-Runs go through `train.run` and the results store like every other run (a stopped run resumes): the pretrained
-body with `fine_tune(epochs)` beside the same architecture from random init. The seed-0 pretrained model is
-exported as `model.safetensors` + `model.json` for `cnn-exp predict`.
+Runs go through the sweep and the results store like every other run (a stopped run resumes; a folder is known
+by its content): the pretrained body with `fine_tune(epochs)` beside the same architecture from random init. The
+seed-0 pretrained model is exported as `model.safetensors` + `model.json` for `cnn-exp predict`.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ CLAIM = ("C4 on your photos: a pretrained network fine-tuned with `Learner.fine_
 BASE_LR, SCRATCH_LR, BS = 2e-3, 1e-2, 16  # fastai's fine_tune base_lr; fit_one_cycle from scratch; fastbook's bs
 
 
-def configs(path: Path, arch: str, epochs: int, size: int, seeds: int, device: str) -> list[Config]:
+def configs(fold: F.Folder, arch: str, epochs: int, size: int, seeds: int, device: str) -> list[Config]:
     "Per seed: fine_tune(epochs) of the pretrained body, and fit_one_cycle(epochs + 1) of the same from random init."
-    common = dict(data="folder", folder=str(path.resolve()), arch=arch, size=size, bs=BS, p=0.5, device=device)
+    common = dict(data="folder", folder=str(fold.path), folder_id=F.folder_id(fold), arch=arch, size=size, bs=BS,
+                  p=0.5, device=device)
     return [c for s in range(seeds) for c in (
         Config(pretrained=True, schedule="fine_tune", epochs=epochs + 1, lr=BASE_LR, seed=s, **common),
         Config(pretrained=False, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR, seed=s, **common))]
@@ -45,7 +46,7 @@ def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int,
     fold = F.check_folder(path)
     if F.skipped_line(fold):
         print(F.skipped_line(fold))
-    cfgs = configs(path, arch, epochs, size, seeds, device)
+    cfgs = configs(fold, arch, epochs, size, seeds, device)
     out = out_folder(results, path)
     store = Store(out / "runs.csv")
     cmd = f"cnn-exp run fine_tune --data {path} --arch {arch} --epochs {epochs} --size {size} --seeds {seeds}"

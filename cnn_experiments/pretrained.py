@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from fastai.learner import Learner
+from fastai.vision.core import imagenet_stats
 from fastai.vision.learner import TimmBody, add_head, create_vision_model, default_split, model_meta
 from torch import nn
 
@@ -16,8 +17,7 @@ from .data import DataError
 
 OFFLINE = "efficientnet_lite0"
 BODIES = (OFFLINE, "resnet18", "resnet34")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = imagenet_stats  # fastai's: the statistics the pretrained bodies were trained with
 
 
 def efficientnet_lite0_weights() -> dict[str, torch.Tensor]:

@@ -113,9 +113,9 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         over = "over the seeds of the runs it reads from another study"
     else:
         varied = "vary_data" in runs and runs["vary_data"].astype(str).str.lower().eq("true").any()
-        varies = ("initialisation, batch order, dropout and the data (each seed draws its own scenes or labelled "
-                  "subset)" if varied else "initialisation, batch order and dropout; every seed sees the same data, "
-                  "so intervals leave out the data's own sampling")
+        varies = ("initialisation, batch order, dropout and the data (each seed draws its own scenes, labelled "
+                  "subset or train/validation split)" if varied else "initialisation, batch order and dropout; "
+                  "every seed sees the same data, so intervals leave out the data's own sampling")
         over = "over seeds"
         dates = f"{runs['date'].min()[:10]} to {runs['date'].max()[:10]}"
         main = runs[runs["split"] != "search"] if "split" in runs else runs  # a search runs one seed a cell

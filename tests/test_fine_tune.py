@@ -212,8 +212,7 @@ def test_a_whole_pickled_module_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["run", "pooling", "--data", "x"], "--data: only fine_tune trains on an image folder, not pooling"),
-    (["run", "fine_tune", "--epochs", "2"], "--arch, --size and --epochs go with --data PATH"),
+    (["run", "fine_tune", "--epochs", "2"], "--arch, --size, --epochs and --heads go with --data PATH"),
     (["run", "fine_tune", "--data", "x", "--arch", "vgg"], "--arch: unknown body 'vgg'; choose one of"),
     (["run", "fine_tune", "--data", "no/such/dir"], "--data: no/such/dir is not a folder"),
     (["predict", "no/such.safetensors", "x.jpg"], "no/such.safetensors: no such model file"),

@@ -1,0 +1,80 @@
+"""Which pooling head for one's own images: `cnn-exp run pooling --data FOLDER` on generated photos."""
+import json
+import shutil
+
+import pytest
+
+from cnn_experiments import cli
+from cnn_experiments import folder as F
+from cnn_experiments import folder_heads as H
+from tests.test_fine_tune import make_folder
+
+
+def test_a_folder_is_known_by_its_content_not_its_path(tmp_path):
+    root = make_folder(tmp_path / "a" / "bears", per_class=4)
+    first = F.folder_id(F.check_folder(root))
+    moved = tmp_path / "b" / "bears"
+    shutil.copytree(root, moved)
+    assert F.folder_id(F.check_folder(moved)) == first  # moved or re-cloned: the same runs
+    (moved / "teddy").rename(moved / "toy")
+    renamed = F.folder_id(F.check_folder(moved))
+    (root / "black" / "0.jpg").write_bytes((root / "black" / "1.jpg").read_bytes())
+    changed = F.folder_id(F.check_folder(root))
+    assert len({first, renamed, changed}) == 3
+    cfgs = H.configs(F.check_folder(root), "efficientnet_lite0", ("avg", "max"), 2, 32, 1)
+    elsewhere = H.configs(F.check_folder(moved), "efficientnet_lite0", ("avg", "max"), 2, 32, 1)
+    assert {c.run_id for c in cfgs}.isdisjoint(c.run_id for c in elsewhere)  # other content: other runs
+    assert len({c.run_id for c in cfgs}) == 4 and {c.seed for c in cfgs} == {0, 1} and all(c.vary_data for c in cfgs)
+
+
+def test_a_folder_with_its_own_valid_split_keeps_it(tmp_path):
+    make_folder(tmp_path / "own" / "train", per_class=4, classes=("black", "grizzly"))
+    make_folder(tmp_path / "own" / "valid", per_class=2, classes=("black", "grizzly"))
+    fold = F.check_folder(tmp_path / "own")
+    assert fold.valid_folder and fold.classes == ["black", "grizzly"] and len(fold.files) == 12
+    assert {fold.label(f) for f in fold.files} == {"black", "grizzly"}
+    dls = F.folder_dls(fold, size=32, bs=4)
+    assert len(dls.valid_ds) == 4 and all(f.parts[-3] == "valid" for f in dls.valid_ds.items)
+    assert not any(c.vary_data for c in H.configs(fold, "efficientnet_lite0", ("avg", "max"), 1, 32, 1))
+    make_folder(tmp_path / "odd" / "train", per_class=3, classes=("black", "grizzly"))
+    make_folder(tmp_path / "odd" / "valid", per_class=3, classes=("black", "teddy"))
+    with pytest.raises(F.DataError, match="train/ has classes black, grizzly but valid/ has black, teddy"):
+        F.check_folder(tmp_path / "odd")
+
+
+def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_path, capsys):
+    root = make_folder(tmp_path / "bears", per_class=5)
+    res = tmp_path / "mine"
+    argv = ["run", "pooling", "--data", str(root), "--heads", "avg,max", "--seeds", "2", "--size", "32",
+            "--epochs", "1", "--results", str(res), "--jobs", "1"]
+    assert cli.main(argv) == 0
+    out = next((res / "pooling").glob("folder_bears_*"))
+    text = (out / "summary.md").read_text()
+    for part in ("**Which head:** too few seeds to decide", "| max - avg, validation accuracy |", "error rate",
+                 "black (accuracy)", "## Where each head looks", "cams.png", "confusion_matrices.png",
+                 "top_losses.png", "seconds per run", "what more seeds would buy", "indicative"):
+        assert part in text, part
+    for name in ("cams.png", "confusion_matrices.png", "top_losses.png"):
+        assert (out / name).stat().st_size > 0
+    capsys.readouterr()
+    assert cli.main(argv) == 0 and "4 already in" in capsys.readouterr().out  # resumed: nothing trained again
+    for head in ("avg", "max"):
+        assert json.loads((out / f"model_{head}.json").read_text())["pool"] == head
+        assert cli.main(["predict", str(out / f"model_{head}.safetensors"), str(root / "teddy" / "0.jpg")]) == 0
+        assert capsys.readouterr().out.split("\t")[1] in ("black", "grizzly", "teddy")
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["run", "pooling", "--data", "x", "--profile", "medium"], "--profile: does not apply to a folder run (--data)"),
+    (["run", "pooling", "--data", "x", "--fuse", "4"], "--fuse: does not apply to a folder run (--data)"),
+    (["run", "pooling", "--data", "x", "--heads", "avg,median"], "--heads: 'avg,median'; give two or more distinct"),
+    (["run", "pooling", "--data", "x", "--heads", "max"], "--heads: 'max'; give two or more distinct heads"),
+    (["run", "fine_tune", "--data", "x", "--heads", "avg,max"], "--heads: goes with `run pooling --data`"),
+    (["run", "dropout", "--data", "x"], "--data: pooling and fine_tune train on an image folder, not dropout"),
+    (["run", "pooling", "--heads", "avg,max"], "--arch, --size, --epochs and --heads go with --data PATH"),
+    (["run", "pooling", "--data", "no/such/dir"], "--data: no/such/dir is not a folder"),
+])
+def test_folder_options_that_cannot_apply_are_one_line_errors(argv, match, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
