@@ -34,6 +34,7 @@ def _body(text: str) -> list[str]:
 def stale_summaries(results: Path) -> list[str]:
     "Each committed summary that the current code, reading results/ alone, writes differently."
     from .folder_app import report_folder
+    from .folder_heads import report_heads
     from .study import do_report
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,10 +49,11 @@ def stale_summaries(results: Path) -> list[str]:
                 _quiet(do_report, name, profile, copy)
                 if _body((copy / name / summary.name).read_text()) != _body(summary.read_text()):
                     problems.append(f"{summary}: stale; `cnn-exp report {name} --profile {profile}` rewrites it")
-        for summary in sorted(results.glob("fine_tune/folder_*/summary.md")):
-            _quiet(report_folder, copy / summary.parent.relative_to(results))
-            if _body((copy / summary.relative_to(results)).read_text()) != _body(summary.read_text()):
-                problems.append(f"{summary}: stale; the folder's `cnn-exp run fine_tune --data ...` rewrites it")
+        for name, write in (("fine_tune", report_folder), ("pooling", report_heads)):
+            for summary in sorted(results.glob(f"{name}/folder_*/summary.md")):
+                _quiet(write, copy / summary.parent.relative_to(results))
+                if _body((copy / summary.relative_to(results)).read_text()) != _body(summary.read_text()):
+                    problems.append(f"{summary}: stale; the folder's `cnn-exp run {name} --data ...` rewrites it")
         for table in ("results.csv", "results.md"):
             if not (results / table).exists() or (copy / table).read_text() != (results / table).read_text():
                 problems.append(f"{results / table}: missing or stale; `cnn-exp report NAME` rewrites it")

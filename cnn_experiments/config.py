@@ -89,8 +89,9 @@ class Config:
                             f"1 unfrozen, got {self.epochs} in all")
         if self.pretrained and self.arch not in PRETRAINED:
             raise UserError(f"pretrained: only {', '.join(PRETRAINED)} have ImageNet weights, not {self.arch}")
-        if self.data == "folder" and (not self.folder or self.arch not in PRETRAINED):
-            raise UserError("folder: data=folder needs a folder and one of the bodies " + ", ".join(PRETRAINED))
+        if self.data == "folder" and (not self.folder or self.arch not in (*PRETRAINED, "pooled_cnn")):
+            raise UserError("folder: data=folder needs a folder and one of the bodies " + ", ".join(PRETRAINED)
+                            + " or pooled_cnn (from scratch)")
         if self.n_train < 0:
             raise UserError(f"n_train: 0 (all) or more, got {self.n_train}")
         for f in ("p", "p_body"):

@@ -22,7 +22,7 @@ REFUSED = "this suite loads only weights (safetensors, or a torch state dict wit
 
 
 def save(model: nn.Module | dict, path: Path | str, arch: str, vocab: list[str], size: int, p: float = 0.5,
-         pool: str | None = None) -> tuple[Path, Path]:
+         pool: str | None = None, channels: tuple[int, ...] = ()) -> tuple[Path, Path]:
     "Write `path` (.safetensors: a model or its state dict) and its `.json` (arch, head, size, normalisation, vocab)."
     from safetensors.torch import save as to_bytes
 
@@ -31,7 +31,7 @@ def save(model: nn.Module | dict, path: Path | str, arch: str, vocab: list[str],
     state = model.state_dict() if isinstance(model, nn.Module) else model
     write_atomic(path, to_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}))
     meta = dict(format=FORMAT, arch=arch, n_out=len(vocab), vocab=list(map(str, vocab)), size=size, p=p, pool=pool,
-                mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                mean=IMAGENET_MEAN, std=IMAGENET_STD, **({"channels": list(channels)} if channels else {}))
     write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     return path, path.with_suffix(".json")
 
@@ -71,7 +71,12 @@ def load(path: Path | str) -> tuple[nn.Module, dict]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(f"{meta_path}: missing or not this suite's model JSON ({type(e).__name__})") from None
     sd = read_weights(path)
-    model = create_model(arch, len(vocab), pretrained=False, p=meta.get("p", 0.5), pool=meta.get("pool"))[0]
+    if arch == "pooled_cnn":  # a body trained from scratch on the folder
+        from .models import pooled_cnn
+        model = pooled_cnn(tuple(meta["channels"]), len(vocab), pool=meta.get("pool") or "avg", p=meta.get("p", 0.0),
+                           n_in=3)
+    else:
+        model = create_model(arch, len(vocab), pretrained=False, p=meta.get("p", 0.5), pool=meta.get("pool"))[0]
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:

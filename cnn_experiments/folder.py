@@ -162,10 +162,18 @@ def learner(cfg, progress: bool | None = None):
     fold = check_folder(cfg.folder)
     set_seed(cfg.seed, reproducible=True)
     dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, seed=split_seed(cfg), device=cfg.device)
-    learn = pretrained_learner(dls, cfg.arch, dls.c, pretrained=cfg.pretrained, p=cfg.p,
-                               pool=cfg.pool if cfg.head == "pool" else None, loss_func=CrossEntropyLossFlat(),
-                               metrics=accuracy)
-    learn.n_out, learn.folder, learn.draw_cams = dls.c, fold, cfg.head == "pool"  # a linear read-out to map
+    if cfg.arch == "pooled_cnn":  # from scratch, for images far from ImageNet: a body of stride-2 stages, the head
+        from fastai.learner import Learner
+
+        from .models import pooled_cnn
+        model = pooled_cnn(cfg.channels, dls.c, pool=cfg.pool, p=cfg.p, n_in=3).to(dls.device)
+        learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd)
+    else:
+        learn = pretrained_learner(dls, cfg.arch, dls.c, pretrained=cfg.pretrained, p=cfg.p,
+                                   pool=cfg.pool if cfg.head == "pool" else None, loss_func=CrossEntropyLossFlat(),
+                                   metrics=accuracy)
+    # a head of one linear layer after the pooling: its weights turn the final map into a class activation map
+    learn.n_out, learn.folder, learn.draw_cams = dls.c, fold, cfg.head == "pool" or cfg.arch == "pooled_cnn"
     shown = show_progress() if progress is None else progress
     learn.logger = print if shown else (lambda *a: None)
     if not shown:

@@ -25,6 +25,7 @@ from .sweep import run_sweep
 
 HEADS = ("avg", "max", "concat")  # the lesson's three; gem, lse, avgmax on request
 BASE_LR, BS, P = 2e-3, 16, 0.25  # fastai's fine_tune base_lr, fastbook's batch size, dropout before the linear
+SCRATCH, SCRATCH_LR, CHANNELS = "pooled_cnn", 1e-2, (16, 32, 64, 128, 256)  # from scratch: five stride-2 stages
 RESULTS = Path("folder_results")  # a user's folder runs land here unless --results says otherwise (git-ignored)
 MARGIN = 0.02  # the difference in validation accuracy a user would act on: the power is stated at it
 CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's concat) reads the pretrained body's "
@@ -34,9 +35,12 @@ CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's con
 def configs(fold: F.Folder, arch: str, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
             device: str = "cpu") -> list[Config]:
     "Per seed, every head: fine_tune(epochs) of the pretrained body, batchnorm statistics kept, the head by name."
-    common = dict(data="folder", folder=str(fold.path), folder_id=F.folder_id(fold), arch=arch, pretrained=True,
-                  head="pool", size=size, bs=BS, p=P, schedule="fine_tune_bn_kept", epochs=epochs + 1, lr=BASE_LR,
-                  vary_data=not fold.valid_folder, device=device)
+    common = dict(data="folder", folder=str(fold.path), folder_id=F.folder_id(fold), arch=arch, size=size, bs=BS,
+                  p=P, vary_data=not fold.valid_folder, device=device)
+    if arch == SCRATCH:  # the same epochs in all, fit_one_cycle from random init
+        common.update(channels=CHANNELS, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR)
+    else:
+        common.update(pretrained=True, head="pool", schedule="fine_tune_bn_kept", epochs=epochs + 1, lr=BASE_LR)
     return [Config(pool=h, seed=s, **common).check() for s in range(seeds) for h in heads]
 
 
@@ -57,8 +61,9 @@ def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, 
               results: Path, device: str = "cpu", jobs: int = 1) -> Path:
     "Train every head at every seed on the folder (resuming), save each head's model, write the report."
     arch = arch or PRETRAINED[0]
-    if arch not in PRETRAINED:
-        raise UserError(f"--arch: unknown body {arch!r}; choose one of {', '.join(PRETRAINED)}")
+    if arch not in (*PRETRAINED, SCRATCH):
+        raise UserError(f"--arch: unknown body {arch!r}; choose one of {', '.join(PRETRAINED)} (pretrained) or "
+                        f"{SCRATCH} (from scratch)")
     fold = F.check_folder(path)
     if F.skipped_line(fold):
         print(F.skipped_line(fold))
@@ -84,7 +89,8 @@ def export(store: Store, cfg: Config, fold: F.Folder) -> Path:
     from .export import save
     src, target = store.models_dir / f"{cfg.run_id}.safetensors", store.folder / f"model_{cfg.pool}.safetensors"
     if src.exists():
-        save(load_file(str(src)), target, cfg.arch, fold.classes, cfg.size, cfg.p, pool=cfg.pool)
+        save(load_file(str(src)), target, cfg.arch, fold.classes, cfg.size, cfg.p, pool=cfg.pool,
+             channels=cfg.channels if cfg.arch == SCRATCH else ())
     return target
 
 
@@ -178,11 +184,9 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
     body = "\n".join([
         f"**Which head:** {rec}.", "",
         f"Data: the folder's images ({', '.join(vocab)}), {split}, {n_valid} validation images a seed; "
-        f"`RandomResizedCrop({int(r['size'])}, "
-        "min_scale=0.5)` + `aug_transforms()`, ImageNet normalisation. Body: "
-        f"{r['arch']} with its ImageNet weights, `fine_tune({int(r['epochs']) - 1})` at base_lr {BASE_LR:g}, the "
-        f"body's batchnorm statistics kept; head: global pooling by name -> dropout {P} -> linear. {n} seed(s), "
-        "each head at every seed.", "",
+        f"`RandomResizedCrop({int(r['size'])}, min_scale=0.5)` + `aug_transforms()`, ImageNet normalisation. "
+        f"Body: {body_words(r)}; head: global pooling by name -> dropout {P} -> linear. {n} seed(s), each head at "
+        "every seed.", "",
         t.to_markdown(index=False, disable_numparse=True), "",
         "## Comparisons", "", "Paired by seed; the lesson's direction is the predicted one, each tested two-sided.",
         "", stats.markdown(table), "",
@@ -197,6 +201,14 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
         "the run, not kept in git): `cnn-exp predict model_<head>.safetensors IMAGE...` classifies photos with it."])
     accuracies = ", ".join(f"{h} {s.loc[h, 'mean']:.3f}" for h in heads)
     return body, f"validation accuracy {accuracies} ({n} seeds); which head: {rec.replace('**', '')}."
+
+
+def body_words(r) -> str:
+    if r["arch"] == SCRATCH:
+        return (f"{SCRATCH} from random init, stride-2 stages {r['channels']}, `fit_one_cycle({int(r['epochs'])}, "
+                f"{SCRATCH_LR:g})`")
+    return (f"{r['arch']} with its ImageNet weights, `fine_tune({int(r['epochs']) - 1})` at base_lr {BASE_LR:g}, "
+            "the body's batchnorm statistics kept")
 
 
 def accuracy_cell(row) -> str:

@@ -78,3 +78,16 @@ def test_folder_options_that_cannot_apply_are_one_line_errors(argv, match, capsy
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
+
+
+def test_a_body_from_scratch_compares_its_heads_and_predicts(tmp_path, capsys):
+    root = make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly"))
+    res = tmp_path / "mine"
+    assert cli.main(["run", "pooling", "--data", str(root), "--arch", "pooled_cnn", "--heads", "avg,max", "--seeds",
+                     "1", "--size", "32", "--epochs", "1", "--results", str(res), "--jobs", "1"]) == 0
+    out = next((res / "pooling").glob("folder_parts_*"))
+    text = (out / "summary.md").read_text()
+    assert "pooled_cnn from random init" in text and "(one seed: no interval)" in text
+    capsys.readouterr()
+    assert cli.main(["predict", str(out / "model_max.safetensors"), str(root / "black" / "0.jpg")]) == 0
+    assert capsys.readouterr().out.split("\t")[1] in ("black", "grizzly")
