@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import folder as F
+from . import folder as folders
 from . import report as R
 from .config import PRETRAINED, Config
 from .errors import UserError
@@ -24,9 +24,9 @@ CLAIM = ("C4 on your photos: a pretrained network fine-tuned with `Learner.fine_
 BASE_LR, SCRATCH_LR, BS = 2e-3, 1e-2, 16  # fastai's fine_tune base_lr; fit_one_cycle from scratch; fastbook's bs
 
 
-def configs(fold: F.Folder, arch: str, epochs: int, size: int, seeds: int, device: str) -> list[Config]:
+def configs(fold: folders.Folder, arch: str, epochs: int, size: int, seeds: int, device: str) -> list[Config]:
     "Per seed: fine_tune(epochs) of the pretrained body, and fit_one_cycle(epochs + 1) of the same from random init."
-    common = dict(data="folder", folder=str(fold.path), folder_id=F.folder_id(fold), arch=arch, size=size, bs=BS,
+    common = dict(data="folder", folder=str(fold.path), folder_id=folders.folder_id(fold), arch=arch, size=size, bs=BS,
                   p=0.5, device=device)
     return [c for s in range(seeds) for c in (
         Config(pretrained=True, schedule="fine_tune", epochs=epochs + 1, lr=BASE_LR, seed=s, **common),
@@ -43,9 +43,9 @@ def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int,
     arch = arch or PRETRAINED[0]
     if arch not in PRETRAINED:
         raise UserError(f"--arch: unknown body {arch!r}; choose one of {', '.join(PRETRAINED)}")
-    fold = F.check_folder(path)
-    if F.skipped_line(fold):
-        print(F.skipped_line(fold))
+    fold = folders.check_folder(path)
+    if folders.skipped_line(fold):
+        print(folders.skipped_line(fold))
     cfgs = configs(fold, arch, epochs, size, seeds, device)
     out = out_folder(results, path)
     store = Store(out / "runs.csv")
@@ -62,7 +62,7 @@ def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int,
     return report_folder(out, cmd)
 
 
-def export(store: Store, cfg: Config, fold: F.Folder) -> Path:
+def export(store: Store, cfg: Config, fold: folders.Folder) -> Path:
     "model.safetensors + model.json from the seed-0 pretrained run's saved model (when this machine made it)."
     from .export import save
     src = store.models_dir / f"{cfg.run_id}.safetensors"

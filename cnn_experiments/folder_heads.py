@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import folder as F
+from . import folder as folders
 from . import report as R
 from . import stats
 from .config import POOLS, PRETRAINED, Config
@@ -32,10 +32,10 @@ CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's con
          "final feature map best.")
 
 
-def configs(fold: F.Folder, arch: str, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
+def configs(fold: folders.Folder, arch: str, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
             device: str = "cpu") -> list[Config]:
     "Per seed, every head: fine_tune(epochs) of the pretrained body, batchnorm statistics kept, the head by name."
-    common = dict(data="folder", folder=str(fold.path), folder_id=F.folder_id(fold), arch=arch, size=size, bs=BS,
+    common = dict(data="folder", folder=str(fold.path), folder_id=folders.folder_id(fold), arch=arch, size=size, bs=BS,
                   p=P, vary_data=not fold.valid_folder, device=device)
     if arch == SCRATCH:  # the same epochs in all, fit_one_cycle from random init
         common.update(channels=CHANNELS, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR)
@@ -44,9 +44,9 @@ def configs(fold: F.Folder, arch: str, heads: tuple[str, ...], seeds: int, size:
     return [Config(pool=h, seed=s, **common).check() for s in range(seeds) for h in heads]
 
 
-def out_folder(results: Path, fold: F.Folder) -> Path:
+def out_folder(results: Path, fold: folders.Folder) -> Path:
     "Named by the folder and its content: a moved folder finds its runs, another folder of the same name does not."
-    return results / "pooling" / f"folder_{fold.path.resolve().name}_{F.folder_id(fold)[:8]}"
+    return results / "pooling" / f"folder_{fold.path.resolve().name}_{folders.folder_id(fold)[:8]}"
 
 
 def check_heads(heads: str) -> tuple[str, ...]:
@@ -64,9 +64,9 @@ def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, 
     if arch not in (*PRETRAINED, SCRATCH):
         raise UserError(f"--arch: unknown body {arch!r}; choose one of {', '.join(PRETRAINED)} (pretrained) or "
                         f"{SCRATCH} (from scratch)")
-    fold = F.check_folder(path)
-    if F.skipped_line(fold):
-        print(F.skipped_line(fold))
+    fold = folders.check_folder(path)
+    if folders.skipped_line(fold):
+        print(folders.skipped_line(fold))
     cfgs = configs(fold, arch, heads, seeds, size, epochs, device)
     out = out_folder(results, fold)
     store = Store(out / "runs.csv")
@@ -82,7 +82,7 @@ def command(path, arch: str, heads, seeds: int, size: int, epochs: int) -> str:
             f"--epochs {epochs}" + (f" --arch {arch}" if arch != PRETRAINED[0] else ""))
 
 
-def export(store: Store, cfg: Config, fold: F.Folder) -> Path:
+def export(store: Store, cfg: Config, fold: folders.Folder) -> Path:
     "model_<head>.safetensors + .json from the head's first-seed run, when this machine made it."
     from safetensors.torch import load_file
 
@@ -224,11 +224,11 @@ def accuracy_cell(row) -> str:
 def cam_figure(extras: dict, vocab: list[str]):
     import matplotlib.pyplot as plt
     import torch
-    import torch.nn.functional as TF
+    import torch.nn.functional as F
     heads = list(extras)
     images = next(iter(extras.values()))["extra.cam_images"]
     true = next(iter(extras.values()))["extra.cam_true"]
-    maps = {h: TF.interpolate(e["extra.cams"][:, None].double(), size=images.shape[-2:], mode="bilinear",
+    maps = {h: F.interpolate(e["extra.cams"][:, None].double(), size=images.shape[-2:], mode="bilinear",
                               align_corners=False)[:, 0] for h, e in extras.items()}
     scale = float(torch.cat([m.flatten() for m in maps.values()]).abs().quantile(0.99)) or 1.0
     fig, axs = plt.subplots(len(images), len(heads) + 1, figsize=(2.4 * (len(heads) + 1), 2.4 * len(images)),

@@ -42,4 +42,3 @@ def head_only(learn) -> dict[str, float]:
     return out
 
 
-PROBES = tuple(f"probe_{name}" for name in POOLS)

@@ -27,11 +27,11 @@ import pandas as pd
 from . import config as C
 from .files import StoreError, append_bytes, write_atomic
 from .lock import acquire, release
-from .probes import PROBES
 
 META = ("run_id", "cell_id", "profile")
 # fused: how many models trained together in the run's group (1: alone); seconds are its share of their time
 # the config's `device` column holds the device's name (cpu (x86_64, 1 thread), NVIDIA H100 ...): where it ran
+PROBES = tuple(f"probe_{name}" for name in C.POOLS)  # each head-only probe's accuracy (probes.py fits them)
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds", "epochs_run", "fused", *PROBES)
 PROVENANCE = ("date", "python", "torch", "fastai", "git_rev")
 CHECKSUM = "checksum"

@@ -174,12 +174,12 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
         learn = learner(cfg, progress)
         folder = cfg.data == "folder"
         if folder:
-            from . import folder as F
+            from . import folder as folders
         t0 = time.perf_counter()  # training time only: data are prepared (and cached) before
-        with F.distributed(learn) if folder else contextlib.nullcontext():  # several GPUs under accelerate launch
+        with folders.distributed(learn) if folder else contextlib.nullcontext():  # several GPUs under accelerate launch
             epochs = fit(learn, cfg)
         seconds = time.perf_counter() - t0
-        metrics, extra = F.evaluate(learn) if folder else (evaluate(learn, learn.n_out), {})
+        metrics, extra = folders.evaluate(learn) if folder else (evaluate(learn, learn.n_out), {})
         if cfg.probe and np.isfinite(metrics["train_loss"]):
             from .probes import head_only
             metrics.update(head_only(learn))
