@@ -9,16 +9,11 @@ import math
 import torch
 import torch.nn.functional as F
 from fastai.layers import AdaptiveConcatPool2d
+from timm.layers import AdaptiveAvgMaxPool2d
 from torch import nn
 
 from . import config
 from .config import check_choice
-
-
-class AvgMaxPool2d(nn.Module):
-    "The mean of global average and global max pooling."
-    def forward(self, x):
-        return 0.5 * (F.adaptive_avg_pool2d(x, 1) + F.adaptive_max_pool2d(x, 1))
 
 
 class GeMPool2d(nn.Module):
@@ -47,7 +42,7 @@ POOLS = {  # name -> (factory, feature multiplier)
     "avg": (lambda: nn.AdaptiveAvgPool2d(1), 1),
     "max": (lambda: nn.AdaptiveMaxPool2d(1), 1),
     "concat": (lambda: AdaptiveConcatPool2d(1), 2),  # fastai's: cat([max, avg])
-    "avgmax": (AvgMaxPool2d, 1),
+    "avgmax": (lambda: AdaptiveAvgMaxPool2d(1), 1),  # timm's: the mean of global average and global max
     "gem": (GeMPool2d, 1),
     "lse": (LSEPool2d, 1),
 }
