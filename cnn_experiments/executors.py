@@ -1,8 +1,9 @@
 """Where runs execute: here, one after another; in worker processes; or as tasks on a Ray cluster.
 
 Each yields (index of the unit of work, its results) as units finish. A unit is one run alone or a fused group
-of runs that differ only by seed, with the state-dict prefixes each keeps for its report. Every CPU run computes
-with the same number of threads (train.RUN_THREADS), so a run gives the same numbers on every executor.
+of runs of one body and data (differing by seed, pooling head, learning rate or probe), with the state-dict
+prefixes each keeps for its report. Every CPU run computes with the same number of threads (train.RUN_THREADS),
+so a run gives the same numbers on every executor.
 """
 from __future__ import annotations
 
