@@ -63,10 +63,17 @@ def report(ctx) -> tuple[str, str]:
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
     for ax, (series, g) in zip(axs, s.groupby("series", sort=False)):
         g = g.sort_values("mean", ascending=False)
-        ax.bar(g["act"], g["mean"], yerr=(g["hi"] - g["lo"]).fillna(0) / 2, capsize=4)
-        ax.set_ylim(max(0.0, g["mean"].min() - 0.05), 1.0)
-        ax.set_title(series), ax.set_ylabel("held-out accuracy (mean, 95% CI)"), ax.tick_params(axis="x", rotation=30)
-    fig.suptitle(f"simple_cnn, each activation at its searched rate: C8 {word}")
+        err = [(g["mean"] - g["lo"]).fillna(0), (g["hi"] - g["mean"]).fillna(0)]
+        ax.errorbar(g["act"], g["mean"], yerr=err, fmt="o", capsize=4)
+        relu = float(g.loc[g["act"] == "relu", "mean"].iloc[0]) if (g["act"] == "relu").any() else None
+        if relu is not None:
+            ax.axhspan(relu - MARGIN, relu + MARGIN, color="grey", alpha=0.25, label=f"relu ± {MARGIN:g} (the margin)")
+            ax.legend(fontsize=8, loc="lower left")
+        low = max(0.0, float(g["lo"].min()) - 0.02)
+        ax.set_ylim(low, 1.0)
+        ax.set_title(series), ax.tick_params(axis="x", rotation=30)
+        ax.set_ylabel(f"held-out accuracy (mean, 95% CI)\naxis from {low:.2f}")
+    fig.suptitle(f"simple_cnn, each activation at its searched rate, against relu's margin: C8 {word}", y=1.03)
     t = s.assign(cell=R.cells(s, 4)).pivot(
         index="act", columns="series", values="cell").reindex(list(ACTIVATIONS))[list(SERIES)]
     body = "\n".join([

@@ -81,7 +81,8 @@ def report(ctx) -> tuple[str, str]:
         f"(15x fewer training digits). Body: stride-2 Conv-BN-ReLU stages {CHANNELS}; each cell of the final map "
         f"sees {receptive_field(len(CHANNELS))} px. fit_one_cycle({p['epochs']}), bs 64.", "",
         f"{R.CAVEAT} {CAVEAT}: the comparison with the paper is of orders of magnitude, not a replication.", "",
-        pd.DataFrame(rows).to_markdown(index=False), "", *verdict, "", "## Learning rate", "",
+        pd.DataFrame(rows).to_markdown(index=False), "", ctx.figure(figure(s), f"{ctx.profile}_errors.png"), "",
+        *verdict, "", "## Learning rate", "",
         S.section(cells(ctx.profile), p["lrs"], ctx.store.read().rows, lambda c: f"{c.canvas} px, {c.pool}",
                   "Searched per benchmark and head on the search split (seed 0):")])
     best = {b: s[s["benchmark"] == b].sort_values("mean").iloc[0] for b in BENCHMARKS}
@@ -89,6 +90,28 @@ def report(ctx) -> tuple[str, str]:
                         f"paper: CNN {BENCHMARKS[b]['paper']['CNN, 2 layers']}%, RAM {BENCHMARKS[b]['paper']['RAM']}%)"
                         for b, r in best.items()) + f"; {CAVEAT}; max and concat above avg: {word}."
     return body, finding
+
+
+def figure(s: pd.DataFrame):
+    "Test error per head and benchmark beside the paper's CNN and RAM; the title states the best head."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, len(BENCHMARKS), figsize=(5 * len(BENCHMARKS), 3.8), squeeze=False)
+    said = []
+    for ax, (b, spec) in zip(axs[0], BENCHMARKS.items()):
+        g = s[s["benchmark"] == b]
+        ax.errorbar(g["pool"], g["mean"], yerr=[(g["mean"] - g["lo"]).fillna(0), (g["hi"] - g["mean"]).fillna(0)],
+                    fmt="o", capsize=4, label="ours (mean, 95% CI)")
+        for (model, err), ls in zip(spec["paper"].items(), ("--", ":")):
+            ax.axhline(err, color="grey", ls=ls, label=f"{model}, the paper")
+        ax.set_ylim(0, 1.1 * max([*spec["paper"].values(), *g["hi"].fillna(0)]))
+        ax.set_title(b), ax.set_xlabel("pooling head"), ax.set_ylabel("test error %")
+        ax.legend(fontsize=8)
+        if len(g):
+            best = g.sort_values("mean").iloc[0]
+            said.append(f"{b}: best {best['pool']} {best['mean']:.1f}%")
+    fig.suptitle("; ".join(said) + f" ({CAVEAT})", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 EXPERIMENT = Experiment(name="cluttered", title=TITLE, claim=CLAIM, profiles=PROFILES, grid=grid, report=report,

@@ -120,7 +120,8 @@ def figure(by: dict, word: str):
             ax.errorbar(d["dropout"], d["mean"], yerr=(d["hi"] - d["lo"]).fillna(0) / 2, marker="o", capsize=3,
                         label=series)
             ax.set_xlabel("dropout probability p"), ax.set_ylabel(lab)
-    axs[0].legend()
+    for ax in axs:
+        ax.legend(title="dropout on", fontsize=8)
     fig.suptitle(f"Dropout on 500 training digits, 30 epochs (mean, 95% CI): C7 {word}")
     return fig
 

@@ -96,14 +96,16 @@ def kernels_figure(ctx, runs: pd.DataFrame) -> str:
     r = runs[(runs["setting"] == BEST) & (runs["seed"] == 0)].iloc[0]
     from cnn_experiments.config import from_row
     rows = [("trained", ctx.store.weights(r["run_id"])[FIRST_CONV][:, 0]), ("at init", init_kernels(from_row(r)))]
-    fig, axs = plt.subplots(2, 8, figsize=(11.2, 3.2))
+    fig, axs = plt.subplots(2, 8, figsize=(12.2, 3.4))
     for i, (name, w) in enumerate(rows):
         match = edge_match(w)
+        scale = float(w.abs().max())  # one scale per row: a kernel's weights compared with its neighbours'
         for j, (ax, k) in enumerate(zip(axs[i], w)):
-            ax.imshow(k.numpy(), cmap="RdBu_r", vmin=-float(k.abs().max()), vmax=float(k.abs().max()))
+            shown = ax.imshow(k.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"{match[j]:.2f}", fontsize=8)
         axs[i, 0].set_ylabel(name)
+        fig.colorbar(shown, ax=list(axs[i]), shrink=0.9, label="weight")
     fig.suptitle("First-layer 5x5 kernels of BN + fit_one_cycle(5, 0.1), seed 0 (red +, blue -); "
                  "title: best |cosine| with the lesson's edge detector")
     return ctx.figure(fig, f"{ctx.profile}_kernels.png")
