@@ -235,8 +235,8 @@ def cam_extras(learn) -> dict:
     from .cams import feature_maps
     xb, yb = learn.dls.valid.one_batch()
     xb, yb = xb[:CAMS], yb[:CAMS]
-    shown = learn.dls.valid.decode((xb,))[0].as_subclass(torch.Tensor)  # denormalised, [0, 1]
     xb, yb = xb.as_subclass(torch.Tensor).cpu(), yb.as_subclass(torch.Tensor).cpu()  # fastai's types: plain
+    shown = xb * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     thumbs = F.interpolate(shown.float().cpu(), size=(THUMB, THUMB), mode="bilinear", antialias=True,
                            align_corners=False)
     maps = feature_maps(learn.model, xb, yb)

@@ -105,8 +105,8 @@ def comparisons(heads: tuple[str, ...]) -> list[stats.Comparison]:
     ref = reference(heads)
     pairs = [(h, ref) for h in heads if h != ref]
     pairs += [(h, "avg") for h in heads if h not in ("avg", ref) and "avg" in heads and ref != "avg"]
-    return [stats.Comparison(f"{a} - {b}, validation accuracy", {"pool": a}, {"pool": b}, margin=MARGIN)
-            for a, b in pairs]
+    return [stats.Comparison(f"{a} - {b}, validation accuracy", {"pool": a}, {"pool": b}, margin=MARGIN,
+                             expect="less" if a == "avg" else "greater") for a, b in pairs]
 
 
 def report_heads(out: Path) -> Path:

@@ -2,7 +2,9 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from cnn_experiments import cli
 from cnn_experiments import folder as F
@@ -56,6 +58,13 @@ def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_
         assert part in text, part
     for name in ("cams.png", "confusion_matrices.png", "top_losses.png"):
         assert (out / name).stat().st_size > 0
+    # the maps' thumbnails are the validation images as they were (denormalised), not the network's inputs
+    from cnn_experiments.store import Store
+    store = Store(out / "runs.csv")
+    first = store.read().rows.iloc[0]
+    thumbs = store.weights(first["run_id"])["extra.cam_images"].float()
+    photos = np.stack([np.asarray(Image.open(f)) for c in ("black", "grizzly", "teddy") for f in (root / c).glob("*")])
+    assert abs(thumbs.mean().item() - photos.mean()) < 25  # the images' own brightness, in 0-255
     capsys.readouterr()
     assert cli.main(argv) == 0 and "4 already in" in capsys.readouterr().out  # resumed: nothing trained again
     for head in ("avg", "max"):
