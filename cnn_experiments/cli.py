@@ -20,6 +20,7 @@ from .errors import UserError
 from .experiment import NAMES, get
 from .study import do_report, do_run
 
+FOLDER_RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
 PROFILES = ("quick", "medium", "full", "confirm")  # confirm: a pilot's confirmatory study (pooling)
 DEVICES = ("cpu", "cuda")
 
@@ -107,7 +108,7 @@ def run_data(a) -> None:
         if given:
             raise UserError(f"{option}: does not apply to a folder run (--data); its options are --heads, --seeds, "
                             "--size, --epochs, --arch, --jobs, --device, --results")
-    results = a.results or Path("folder_results")
+    results = a.results or FOLDER_RESULTS
     if a.name == "pooling":
         from .folder_heads import HEADS, check_heads, run_heads
         heads = check_heads(a.heads) if a.heads else HEADS

@@ -76,6 +76,12 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
     return Folder(path, files, classes, skipped)
 
 
+def shown_name(out: Path) -> str:
+    "The image folder's name from its results folder's (folder_<name>_<content hash>)."
+    import re
+    return re.sub(r"_[0-9a-f]{8}$", "", out.name.removeprefix("folder_"))
+
+
 def _split_folder(path: Path) -> Folder:
     "A folder of train/ and valid/, each checked as a folder of classes; both must hold the same classes."
     train, valid = check_folder(path / "train", valid_pct=0.5), check_folder(path / "valid", valid_pct=1.0)

@@ -33,8 +33,9 @@ def configs(fold: folders.Folder, arch: str, epochs: int, size: int, seeds: int,
         Config(pretrained=False, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR, seed=s, **common))]
 
 
-def out_folder(results: Path, path: Path) -> Path:
-    return results / "fine_tune" / f"folder_{path.resolve().name}"
+def out_folder(results: Path, path: Path, folder_id: str) -> Path:
+    "Named by the folder and its content: two folders of one name never share a report."
+    return results / "fine_tune" / f"folder_{path.resolve().name}_{folder_id[:8]}"
 
 
 def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int, results: Path,
@@ -47,7 +48,7 @@ def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int,
     if folders.skipped_line(fold):
         print(folders.skipped_line(fold))
     cfgs = configs(fold, arch, epochs, size, seeds, device)
-    out = out_folder(results, path)
+    out = out_folder(results, path, cfgs[0].folder_id)
     store = Store(out / "runs.csv")
     cmd = f"cnn-exp run fine_tune --data {path} --arch {arch} --epochs {epochs} --size {size} --seeds {seeds}"
     if rank_distrib():  # under `accelerate launch`: the other processes train their share, the first one writes
@@ -90,7 +91,7 @@ def report_folder(out: Path, cmd: str | None = None) -> Path:
     cmd = cmd or (f"cnn-exp run fine_tune --data {Path(first['folder']).name} --arch {first['arch']} --epochs "
                   f"{int(first['epochs']) - 1} --size {int(first['size'])} --seeds {runs['seed'].nunique()}")
     body, finding = folder_report(runs, extra, out)
-    text = R.header(f"fine_tune on the image folder {out.name.removeprefix('folder_')}", CLAIM, runs, cmd, "folder")
+    text = R.header(f"fine_tune on the image folder {folders.shown_name(out)}", CLAIM, runs, cmd, "folder")
     write_atomic(out / "summary.md", text + f"{R.FINDING} {finding}\n\n{body}\n")
     print(f"wrote {out / 'summary.md'}\n{R.FINDING} {finding}")
     return out / "summary.md"
@@ -123,7 +124,7 @@ def folder_report(runs: pd.DataFrame, extra: dict, out: Path) -> tuple[str, str]
         "in this folder, `cnn-exp predict model.safetensors IMAGE...` classifies photos with it."])
     e = table.iloc[0]
     ci = f" [{e['ci_lo']:+.3f}, {e['ci_hi']:+.3f}]" if np.isfinite(e["ci_lo"]) else " (one seed each: no interval)"
-    return body, (f"on {out.name.removeprefix('folder_')}, pretrained minus random init validation accuracy "
+    return body, (f"on {folders.shown_name(out)}, pretrained minus random init validation accuracy "
                   f"{e['effect']:+.3f}{ci}: {word}.")
 
 

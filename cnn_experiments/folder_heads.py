@@ -26,7 +26,6 @@ from .sweep import run_sweep
 HEADS = ("avg", "max", "concat")  # the lesson's three; gem, lse, avgmax on request
 BASE_LR, BS, P = 2e-3, 16, 0.25  # fastai's fine_tune base_lr, fastbook's batch size, dropout before the linear
 SCRATCH, SCRATCH_LR, CHANNELS = "pooled_cnn", 1e-2, (16, 32, 64, 128, 256)  # from scratch: five stride-2 stages
-RESULTS = Path("folder_results")  # a user's folder runs land here unless --results says otherwise (git-ignored)
 MARGIN = 0.02  # the difference in validation accuracy a user would act on: the power is stated at it
 CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's concat) reads the pretrained body's "
          "final feature map best.")
@@ -44,9 +43,9 @@ def configs(fold: folders.Folder, arch: str, heads: tuple[str, ...], seeds: int,
     return [Config(pool=h, seed=s, **common).check() for s in range(seeds) for h in heads]
 
 
-def out_folder(results: Path, fold: folders.Folder) -> Path:
+def out_folder(results: Path, fold: folders.Folder, folder_id: str) -> Path:
     "Named by the folder and its content: a moved folder finds its runs, another folder of the same name does not."
-    return results / "pooling" / f"folder_{fold.path.resolve().name}_{folders.folder_id(fold)[:8]}"
+    return results / "pooling" / f"folder_{fold.path.resolve().name}_{folder_id[:8]}"
 
 
 def check_heads(heads: str) -> tuple[str, ...]:
@@ -68,7 +67,7 @@ def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, 
     if folders.skipped_line(fold):
         print(folders.skipped_line(fold))
     cfgs = configs(fold, arch, heads, seeds, size, epochs, device)
-    out = out_folder(results, fold)
+    out = out_folder(results, fold, cfgs[0].folder_id)
     store = Store(out / "runs.csv")
     cmd = command(fold.path, arch, heads, seeds, size, epochs)
     run_sweep(cfgs, store, "folder", jobs=jobs, command=cmd)
@@ -123,7 +122,7 @@ def report_heads(out: Path) -> Path:
     confusion = {h: sum(store.weights(rid)["extra.confusion"].numpy() for rid in g["run_id"])
                  for h, g in runs.groupby("pool")}
     r0 = first.iloc[0]
-    name = out.name.removeprefix("folder_").rsplit("_", 1)[0]
+    name = folders.shown_name(out)
     cmd = command(Path(str(r0["folder"])), str(r0["arch"]), heads, runs["seed"].nunique(), int(r0["size"]),
                   int(r0["epochs"]) - 1)
     table = stats.compare(runs, comparisons(heads))
