@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import AUGS
 from .errors import UserError
 from .experiment import NAMES, get
 from .study import do_report, do_run
@@ -83,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=at_least(32), default=None, help="with --data: input side in px (default 224)")
     r.add_argument("--epochs", type=positive_int, default=None, help="with --data: fine_tune(epochs) (default 4)")
     r.add_argument("--heads", default=None, help="pooling --data: the heads to compare (default avg,max,concat)")
+    r.add_argument("--aug", default=None, choices=AUGS,
+                   help="pooling --data: fastbook (random crops, flips, warps: photos, the default) or none (the whole "
+                        "image as it is: objects a crop would lose, images a flip changes)")
     s = sub.add_parser("report", help="rewrite an experiment's summary from its runs file (trains nothing)")
     s.add_argument("name", help=f"one of {', '.join(NAMES)}")
     s.add_argument("--profile", default=None, choices=PROFILES, help="default: the profile of the last run")
@@ -107,17 +111,18 @@ def run_data(a) -> None:
     for given, option in ((a.profile, "--profile"), (a.fuse > 1, "--fuse"), (a.executor != "local", "--executor")):
         if given:
             raise UserError(f"{option}: does not apply to a folder run (--data); its options are --heads, --seeds, "
-                            "--size, --epochs, --arch, --jobs, --device, --results")
+                            "--size, --epochs, --arch, --aug, --jobs, --device, --results")
     results = a.results or FOLDER_RESULTS
     if a.name == "pooling":
         from .folder_heads import HEADS, check_heads, run_heads
         heads = check_heads(a.heads) if a.heads else HEADS
         from .executors import default_jobs
         run_heads(a.data, a.arch, heads, a.seeds or 5, a.size or 224, a.epochs or 4, results, a.device,
-                  a.jobs or default_jobs(a.device))
+                  a.jobs or default_jobs(a.device), a.aug or "fastbook")
     elif a.name == "fine_tune":
-        if a.heads:
-            raise UserError("--heads: goes with `run pooling --data`; fine_tune compares pretraining, not heads")
+        if a.heads or a.aug:
+            raise UserError(f"{'--heads' if a.heads else '--aug'}: goes with `run pooling --data`; fine_tune "
+                            "compares pretraining, not heads, on fastbook's pipeline")
         from .folder_app import run_folder
         run_folder(a.data, a.arch, a.epochs or 4, a.size or 224, a.seeds or 1, results, a.device)
     else:
@@ -133,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "run":
             if a.data is not None:
                 run_data(a)
-            elif any(v is not None for v in (a.arch, a.size, a.epochs, a.heads)):
-                raise UserError("--arch, --size, --epochs and --heads go with --data PATH (one's own images)")
+            elif any(v is not None for v in (a.arch, a.size, a.epochs, a.heads, a.aug)):
+                raise UserError("--arch, --size, --epochs, --heads and --aug go with --data PATH (one's own images)")
             else:
                 do_run(a.name, a.profile or "quick", a.device, a.seeds, a.results or Path("results"), a.jobs, a.fuse,
                        a.executor, a.address)

@@ -16,6 +16,7 @@ ARCHS = ("simple_cnn", "pooled_cnn", "fastai_head", "efficientnet_lite0", "resne
 PRETRAINED = ("efficientnet_lite0", "resnet18", "resnet34")  # the bodies with ImageNet weights
 # fit_one_cycle, fit at a constant rate, Learner.fine_tune, fine_tune with the body's batchnorm statistics kept,
 # or fit_one_cycle of the head on a frozen body
+AUGS = ("fastbook", "none")
 SCHEDULES = ("one_cycle", "constant", "fine_tune", "fine_tune_bn_kept", "frozen")
 POOLS = ("avg", "max", "concat", "avgmax", "gem", "lse")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "identity")
@@ -38,6 +39,8 @@ class Config:
     n_scenes: int = 4000  # scenes: training scenes (held-out scenes: a quarter of this)
     folder: str = ""  # data=folder: where the folder of class sub-folders is (fastbook's bears); not its identity
     folder_id: str = ""  # data=folder: a hash of the folder's content (files and classes): what the run is of
+    aug: str = "fastbook"  # data=folder: fastbook's RandomResizedCrop(min_scale=0.5) + aug_transforms, or none:
+    # the whole image squished to size, unaugmented (objects a crop would lose, images a flip or warp changes)
     vary_data: bool = False  # the seed also draws the data: scenes, the labelled subset, a folder's split; else fixed
     # model
     arch: str = "simple_cnn"  # simple_cnn (fastbook ch. 13), pooled_cnn (body + pooling head), fastai_head,
@@ -73,7 +76,7 @@ class Config:
         for name, allowed in (("data", DATA), ("mode", ("binary", "tenway")), ("split", ("heldout", "search")),
                               ("arch", ARCHS), ("act", ACTIVATIONS), ("down", DOWNS), ("pool", POOLS),
                               ("schedule", SCHEDULES), ("device", ("cpu", "cuda")), ("precision", ("fp32", "bf16")),
-                              ("head", ("fastai", "pool"))):
+                              ("head", ("fastai", "pool")), ("aug", AUGS)):
             check_choice(name, getattr(self, name), allowed)
         for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
             if getattr(self, f) <= 0:

@@ -22,7 +22,7 @@ REFUSED = "this suite loads only weights (safetensors, or a torch state dict wit
 
 
 def save(model: nn.Module | dict, path: Path | str, arch: str, vocab: list[str], size: int, p: float = 0.5,
-         pool: str | None = None, channels: tuple[int, ...] = ()) -> tuple[Path, Path]:
+         pool: str | None = None, channels: tuple[int, ...] = (), aug: str = "fastbook") -> tuple[Path, Path]:
     "Write `path` (.safetensors: a model or its state dict) and its `.json` (arch, head, size, normalisation, vocab)."
     from safetensors.torch import save as to_bytes
 
@@ -31,7 +31,8 @@ def save(model: nn.Module | dict, path: Path | str, arch: str, vocab: list[str],
     state = model.state_dict() if isinstance(model, nn.Module) else model
     write_atomic(path, to_bytes({k: v.detach().cpu().contiguous() for k, v in state.items()}))
     meta = dict(format=FORMAT, arch=arch, n_out=len(vocab), vocab=list(map(str, vocab)), size=size, p=p, pool=pool,
-                mean=IMAGENET_MEAN, std=IMAGENET_STD, **({"channels": list(channels)} if channels else {}))
+                mean=IMAGENET_MEAN, std=IMAGENET_STD, **({"channels": list(channels)} if channels else {}),
+                **({"aug": aug} if aug != "fastbook" else {}))
     write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
     return path, path.with_suffix(".json")
 
@@ -98,7 +99,7 @@ def predict(model_path: Path | str, files: list[Path | str]) -> list[tuple[str, 
     if bad:
         raise DataError(f"cannot read image(s): {', '.join(bad)}")
     dls = inference_dls(files, meta["size"], meta["vocab"], meta.get("mean", IMAGENET_MEAN),
-                        meta.get("std", IMAGENET_STD))
+                        meta.get("std", IMAGENET_STD), meta.get("aug", "fastbook"))
     learn = Learner(dls, model, loss_func=CrossEntropyLossFlat())
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=dls.test_dl(files))

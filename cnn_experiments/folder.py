@@ -123,12 +123,13 @@ def skipped_line(folder: Folder) -> str:
         f"{f.relative_to(folder.path)} ({why})" for f, why in folder.skipped[:k]) + more
 
 
-def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_SEED, device: str = "cpu"):
+def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_SEED, device: str = "cpu",
+               aug: str = "fastbook"):
     """fastbook's bear DataBlock: RandomSplitter(0.2, seed) (or the folder's own train/ and valid/: fastai's
-    GrandparentSplitter), RandomResizedCrop(size, min_scale=0.5), aug_transforms."""
+    GrandparentSplitter), RandomResizedCrop(size, min_scale=0.5), aug_transforms; aug "none": Resize(size, squish)
+    alone, so the whole image is seen as it is."""
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import GrandparentSplitter, RandomSplitter
-    from fastai.vision.augment import RandomResizedCrop, aug_transforms
     from fastai.vision.data import ImageBlock, Normalize
     if folder.valid_folder:
         valid = {f for f in folder.files if f.relative_to(folder.path).parts[0] == "valid"}
@@ -136,23 +137,33 @@ def folder_dls(folder: Folder, size: int = 224, bs: int = 16, seed: int = SPLIT_
     else:
         splitter = RandomSplitter(valid_pct=VALID_PCT, seed=seed)
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: folder.files, splitter=splitter,
-                      get_y=lambda f: folder.label(f), item_tfms=RandomResizedCrop(size, min_scale=0.5),
-                      batch_tfms=[*aug_transforms(), Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)])
+                      get_y=lambda f: folder.label(f), item_tfms=item_tfms(size, aug),
+                      batch_tfms=[*batch_augs(aug), Normalize.from_stats(IMAGENET_MEAN, IMAGENET_STD)])
     n_train = len(folder.files) - (len(valid) if folder.valid_folder else int(VALID_PCT * len(folder.files)))
     # the training loader drops a last partial batch: a batch larger than the train set would leave none
     return block.dataloaders(folder.path, bs=min(bs, n_train), num_workers=0, device=device)
 
 
-def inference_dls(files: list[Path], size: int, vocab: list[str], mean, std):
-    """DataLoaders whose validation pipeline is the training's (RandomResizedCrop's centre crop at `size`, the
-    same normalisation): `test_dl` of them prepares images for prediction exactly as validation images were."""
+def item_tfms(size: int, aug: str):
+    "fastbook's random crop (its centre crop on validation images), or the whole image squished to size."
+    from fastai.vision.augment import RandomResizedCrop, Resize
+    return RandomResizedCrop(size, min_scale=0.5) if aug == "fastbook" else Resize(size, method="squish")
+
+
+def batch_augs(aug: str) -> list:
+    from fastai.vision.augment import aug_transforms
+    return aug_transforms() if aug == "fastbook" else []
+
+
+def inference_dls(files: list[Path], size: int, vocab: list[str], mean, std, aug: str = "fastbook"):
+    """DataLoaders whose validation pipeline is the training's (RandomResizedCrop's centre crop at `size`, or the
+    squished whole image; the same normalisation): `test_dl` of them prepares images as validation images were."""
     from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.vision.augment import RandomResizedCrop
     from fastai.vision.data import ImageBlock, Normalize
     everything = list(range(len(files)))
     block = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_items=lambda _: files,
                       splitter=lambda items: (everything, everything), get_y=lambda _: vocab[0],
-                      item_tfms=RandomResizedCrop(size, min_scale=0.5), batch_tfms=Normalize.from_stats(mean, std))
+                      item_tfms=item_tfms(size, aug), batch_tfms=Normalize.from_stats(mean, std))
     return block.dataloaders(files, bs=min(16, len(files)), num_workers=0)
 
 
@@ -167,7 +178,8 @@ def learner(cfg, progress: bool | None = None):
     from .progress import show_progress
     fold = check_folder(cfg.folder)
     set_seed(cfg.seed, reproducible=True)
-    dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, seed=split_seed(cfg), device=cfg.device)
+    dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, seed=split_seed(cfg), device=cfg.device,
+                     aug=cfg.aug)
     if cfg.arch == "pooled_cnn":  # from scratch, for images far from ImageNet: a body of stride-2 stages, the head
         from fastai.learner import Learner
 

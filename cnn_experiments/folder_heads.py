@@ -25,22 +25,29 @@ from .sweep import run_sweep
 
 HEADS = ("avg", "max", "concat")  # the lesson's three; gem, lse, avgmax on request
 BASE_LR, BS, P = 2e-3, 16, 0.25  # fastai's fine_tune base_lr, fastbook's batch size, dropout before the linear
-SCRATCH, SCRATCH_LR, CHANNELS = "pooled_cnn", 1e-2, (16, 32, 64, 128, 256)  # from scratch: five stride-2 stages
+SCRATCH, SCRATCH_LR, CHANNELS = "pooled_cnn", 1e-2, (16, 32, 64, 128, 256)  # from scratch: up to five stride-2 stages
+GRID = 7  # the lesson's final map: a body from scratch halves the image until its map is at most this a side
 MARGIN = 0.02  # the difference in validation accuracy a user would act on: the power is stated at it
 CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's concat) reads the pretrained body's "
          "final feature map best.")
 
 
 def configs(fold: folders.Folder, arch: str, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
-            device: str = "cpu") -> list[Config]:
+            device: str = "cpu", aug: str = "fastbook") -> list[Config]:
     "Per seed, every head: fine_tune(epochs) of the pretrained body, batchnorm statistics kept, the head by name."
     common = dict(data="folder", folder=str(fold.path), folder_id=folders.folder_id(fold), arch=arch, size=size, bs=BS,
-                  p=P, vary_data=not fold.valid_folder, device=device)
+                  p=P, vary_data=not fold.valid_folder, device=device, aug=aug)
     if arch == SCRATCH:  # the same epochs in all, fit_one_cycle from random init
-        common.update(channels=CHANNELS, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR)
+        common.update(channels=scratch_channels(size), schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR)
     else:
         common.update(pretrained=True, head="pool", schedule="fine_tune_bn_kept", epochs=epochs + 1, lr=BASE_LR)
     return [Config(pool=h, seed=s, **common).check() for s in range(seeds) for h in heads]
+
+
+def scratch_channels(size: int) -> tuple[int, ...]:
+    "Stride-2 stages until the final map is at most GRID a side: 224 px -> 7x7 (five), 64 px -> 4x4, 32 px -> 4x4."
+    stages = next(n for n in range(1, len(CHANNELS) + 1) if size / 2 ** n <= GRID or n == len(CHANNELS))
+    return CHANNELS[:stages]
 
 
 def out_folder(results: Path, fold: folders.Folder, folder_id: str) -> Path:
@@ -57,7 +64,7 @@ def check_heads(heads: str) -> tuple[str, ...]:
 
 
 def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
-              results: Path, device: str = "cpu", jobs: int = 1) -> Path:
+              results: Path, device: str = "cpu", jobs: int = 1, aug: str = "fastbook") -> Path:
     "Train every head at every seed on the folder (resuming), save each head's model, write the report."
     arch = arch or PRETRAINED[0]
     if arch not in (*PRETRAINED, SCRATCH):
@@ -66,19 +73,20 @@ def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, 
     fold = folders.check_folder(path)
     if folders.skipped_line(fold):
         print(folders.skipped_line(fold))
-    cfgs = configs(fold, arch, heads, seeds, size, epochs, device)
+    cfgs = configs(fold, arch, heads, seeds, size, epochs, device, aug)
     out = out_folder(results, fold, cfgs[0].folder_id)
     store = Store(out / "runs.csv")
-    cmd = command(fold.path, arch, heads, seeds, size, epochs)
+    cmd = command(fold.path, arch, heads, seeds, size, epochs, aug)
     run_sweep(cfgs, store, "folder", jobs=jobs, command=cmd)
     for c in cfgs[:len(heads)]:
         export(store, c, fold)
     return report_heads(out)
 
 
-def command(path, arch: str, heads, seeds: int, size: int, epochs: int) -> str:
+def command(path, arch: str, heads, seeds: int, size: int, epochs: int, aug: str = "fastbook") -> str:
     return (f"cnn-exp run pooling --data {path} --heads {','.join(heads)} --seeds {seeds} --size {size} "
-            f"--epochs {epochs}" + (f" --arch {arch}" if arch != PRETRAINED[0] else ""))
+            f"--epochs {epochs}" + (f" --arch {arch}" if arch != PRETRAINED[0] else "")
+            + (f" --aug {aug}" if aug != "fastbook" else ""))
 
 
 def export(store: Store, cfg: Config, fold: folders.Folder) -> Path:
@@ -89,7 +97,7 @@ def export(store: Store, cfg: Config, fold: folders.Folder) -> Path:
     src, target = store.models_dir / f"{cfg.run_id}.safetensors", store.folder / f"model_{cfg.pool}.safetensors"
     if src.exists():
         save(load_file(str(src)), target, cfg.arch, fold.classes, cfg.size, cfg.p, pool=cfg.pool,
-             channels=cfg.channels if cfg.arch == SCRATCH else ())
+             channels=cfg.channels if cfg.arch == SCRATCH else (), aug=cfg.aug)
     return target
 
 
@@ -124,7 +132,7 @@ def report_heads(out: Path) -> Path:
     r0 = first.iloc[0]
     name = folders.shown_name(out)
     cmd = command(Path(str(r0["folder"])), str(r0["arch"]), heads, runs["seed"].nunique(), int(r0["size"]),
-                  int(r0["epochs"]) - 1)
+                  int(r0["epochs"]) - 1, aug_of(r0))
     table = stats.compare(runs, comparisons(heads))
     body, finding = body_of(runs, heads, extras, confusion, vocab, table, out)
     text = R.header(f"pooling heads on the image folder {name}", CLAIM, runs, cmd, "folder")
@@ -183,7 +191,7 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
     body = "\n".join([
         f"**Which head:** {rec}.", "",
         f"Data: the folder's images ({', '.join(vocab)}), {split}, {n_valid} validation images a seed; "
-        f"`RandomResizedCrop({int(r['size'])}, min_scale=0.5)` + `aug_transforms()`, ImageNet normalisation. "
+        f"{pipeline_words(int(r['size']), aug_of(r))}, ImageNet normalisation. "
         f"Body: {body_words(r)}; head: global pooling by name -> dropout {P} -> linear. {n} seed(s), each head at "
         "every seed.", "",
         t.to_markdown(index=False, disable_numparse=True), "",
@@ -200,6 +208,17 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
         "the run, not kept in git): `cnn-exp predict model_<head>.safetensors IMAGE...` classifies photos with it."])
     accuracies = ", ".join(f"{h} {s.loc[h, 'mean']:.3f}" for h in heads)
     return body, f"validation accuracy {accuracies} ({n} seeds); which head: {rec.replace('**', '')}."
+
+
+def aug_of(r) -> str:
+    "A run's augmentation (runs files made before the field existed hold fastbook's)."
+    return str(r.get("aug", "fastbook") or "fastbook")
+
+
+def pipeline_words(size: int, aug: str) -> str:
+    if aug == "none":
+        return f"`Resize({size}, method='squish')`, the whole image, no augmentation (`--aug none`)"
+    return f"`RandomResizedCrop({size}, min_scale=0.5)` + `aug_transforms()`"
 
 
 def body_words(r) -> str:

@@ -1,0 +1,72 @@
+"""What the head comparison on one's own folder costs: 3 heads x 5 seeds on 200 photos, at 224 px and at 128 px.
+
+    python benchmarks/folder_cost.py          # writes results/benchmarks/folder_cost_cpu.md
+
+The folder is `sample_folder(per_class=50)`: 200 real photos in 4 classes. Each setting is the README's command,
+`cnn-exp run pooling --data FOLDER` (EfficientNet-Lite0, fine_tune(4), the default heads and seeds), timed from
+start to its report, into a throwaway results folder. Target: the 224 px comparison in 30 minutes or less.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.cli import Parser, positive_int, script
+from cnn_experiments.executors import default_jobs
+from cnn_experiments.folder import sample_folder
+from cnn_experiments.folder_heads import HEADS, run_heads
+from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.train import device_name
+
+TARGET_MIN = 30
+MEASURES = ("cnn_experiments/folder.py", "cnn_experiments/folder_heads.py", "cnn_experiments/train.py",
+            "cnn_experiments/pretrained.py", "cnn_experiments/callbacks.py", "cnn_experiments/sweep.py")
+
+
+def parser() -> Parser:
+    p = Parser(prog="folder_cost.py", description="wall time of the head comparison on a folder of 200 photos")
+    p.add_argument("--per-class", type=positive_int, default=50, help="photos per class (4 classes)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per head")
+    p.add_argument("--epochs", type=positive_int, default=4, help="fine_tune epochs")
+    p.add_argument("--jobs", type=positive_int, default=None, help="runs at once (default: one per core)")
+    p.add_argument("--sizes", default="224,128", help="input sides to time, px, comma-separated")
+    p.add_argument("--out", default="results/benchmarks/folder_cost_cpu.md", help="markdown file for the result")
+    return p
+
+
+def main(a) -> None:
+    jobs = a.jobs or default_jobs("cpu")
+    sizes = [int(s) for s in a.sizes.split(",")]
+    rows, minutes = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = sample_folder(Path(tmp) / "photos", per_class=a.per_class)
+        n = sum(1 for _ in folder.rglob("*.jpg"))
+        for size in sizes:
+            t0 = time.perf_counter()
+            run_heads(folder, None, HEADS, a.seeds, size, a.epochs, Path(tmp) / f"results_{size}", jobs=jobs)
+            minutes[size] = (time.perf_counter() - t0) / 60
+            runs = len(HEADS) * a.seeds
+            rows.append(f"| {size} px | {runs} | {minutes[size]:.1f} | {60 * minutes[size] * jobs / runs:.0f} |")
+    big = max(sizes)
+    met = "met" if minutes[big] <= TARGET_MIN else "not met"
+    others = "; ".join(f"at {s} px {minutes[s]:.1f} min ({minutes[big] / minutes[s]:.1f}x faster)"
+                       for s in sizes if s != big)
+    text = "\n".join([
+        "# Benchmark: the head comparison on a folder of one's own photos", "",
+        f"**Result:** {len(HEADS)} heads x {a.seeds} seeds on {n} photos at {big} px took {minutes[big]:.1f} min "
+        f"of wall time with {jobs} runs at once on {device_name('cpu')} (target {TARGET_MIN} min or less: {met})"
+        + (f"; {others}." if others else "."), "",
+        *benchmark_provenance(f"python benchmarks/folder_cost.py --per-class {a.per_class} --seeds {a.seeds} "
+                              f"--epochs {a.epochs} --sizes {a.sizes}", MEASURES),
+        f"- work: `cnn-exp run pooling --data FOLDER --size SIZE --epochs {a.epochs} --seeds {a.seeds} --jobs {jobs}` "
+        f"on `sample_folder(per_class={a.per_class})` ({n} photos, 4 classes, 80/20 split), from start to report; "
+        "a run's time grows with the photos and with the square of the size", "",
+        "| size | runs | wall minutes | seconds per run (one process) |", "|---|---|---|---|", *rows, ""])
+    write_benchmark(text, Path(a.out))
+
+
+if __name__ == "__main__":
+    sys.exit(script(parser(), main))
