@@ -44,10 +44,11 @@ def folder_id(folder: Folder) -> str:
 
 
 def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
-    """The folder's readable images by class (fastai's `get_image_files` and `verify_images`); a DataError for a
+    """The folder's readable images by class (fastai's `get_image_files` and `verify_image`); a DataError for a
     folder that cannot be trained on. Other files and images that do not decode are listed and skipped."""
     from fastai.data.transforms import get_files, get_image_files
-    from fastai.vision.utils import verify_images
+    from fastai.vision.utils import verify_image
+    from fastcore.parallel import parallel
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"--data: {path} is not a folder; give a folder of class sub-folders (e.g. grizzly/ black/)")
@@ -57,7 +58,8 @@ def check_folder(path: Path | str, valid_pct: float = VALID_PCT) -> Folder:
     if not dirs:
         raise DataError(f"{path}: no class sub-folders; put each class's images in a sub-folder named for it")
     images = sorted(get_image_files(path, folders=dirs))
-    broken = set(verify_images(images))
+    # fastai's verify_images in threads: a sweep's worker process (daemonic) may not start processes of its own
+    broken = {f for f, ok in zip(images, parallel(verify_image, images, threadpool=True)) if not ok}
     others = sorted(set(get_files(path, folders=dirs)) - set(images))  # hidden files are not the user's images
     skipped = sorted([(f, "not an image") for f in others] + [(f, "corrupt") for f in broken])
     files = [f for f in images if f not in broken]

@@ -207,7 +207,7 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
         "Each head's first-seed model is saved beside this report as `model_<head>.safetensors` + `.json` (made by "
         "the run, not kept in git): `cnn-exp predict model_<head>.safetensors IMAGE...` classifies photos with it."])
     accuracies = ", ".join(f"{h} {s.loc[h, 'mean']:.3f}" for h in heads)
-    return body, f"validation accuracy {accuracies} ({n} seeds); which head: {rec.replace('**', '')}."
+    return body, f"validation accuracy {accuracies} ({n} seed{'s' * (n != 1)}); which head: {rec.replace('**', '')}."
 
 
 def aug_of(r) -> str:
