@@ -181,3 +181,13 @@ def verdict_section(table: pd.DataFrame | None, claim: str) -> tuple[str, list[s
         return "not tested yet", ["## Verdict", "", "No runs yet."]
     word = stats.verdict(table)
     return word, ["## Verdict", "", f"**{claim} is {word}.**", "", stats.markdown(table)]
+
+
+def power_plan(table: pd.DataFrame, planned: list[float], seeds: int, pilot: str) -> str:
+    "A confirmatory report's power per comparison: planned (the pilot's spread at the declared seeds) and achieved."
+    pct = lambda x: "–" if not np.isfinite(x) else f"{x:.0%}"
+    rows = [f"| {r['comparison']} | ±{r['margin']:g} | {pct(plan)} | {pct(r['power'])} |"
+            for r, plan in zip(table.to_dict("records"), planned)]
+    return "\n".join([f"Power at each comparison's margin, at Holm's first-step level: planned from the spread of "
+                      f"the [pilot]({pilot}) with the {seeds} seeds declared, and achieved with this study's own "
+                      "spread.", "", "| comparison | margin | planned | achieved |", "|---|---|---|---|", *rows])

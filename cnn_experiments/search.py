@@ -64,8 +64,8 @@ def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name,
     return pd.DataFrame(rows).drop_duplicates("cell")
 
 
-def section(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, intro: str) -> str:
+def section(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, intro: str, group=None) -> str:
     "A report's search: `intro` and the table, or one sentence when the profile declares a single rate."
     if len(lrs) < 2:
         return f"One declared rate, {lrs[0]:g}: no search."
-    return f"{intro}\n\n" + table(cells, lrs, runs, name).to_markdown(index=False)
+    return f"{intro}\n\n" + table(cells, lrs, runs, name, group).to_markdown(index=False)

@@ -422,6 +422,17 @@ def _standardized(kind: str, n_a: int, n_b: int, level: float) -> float:
     return np.asarray(solver.solve_power(alpha=level / 2, power=POWER, alternative="larger", **sizes)).item()
 
 
+def planned(pilot: pd.DataFrame, seeds: int, alpha: float = ALPHA) -> list[float]:
+    """Each row's power at its margin with `seeds` seeds and the spread measured in `pilot` (the same comparisons on
+    a pilot's runs): a confirmatory study's plan, at Holm's first-step level over the family (NaN: no formula)."""
+    level = alpha / max(1, len(pilot))
+    out = []
+    for r in pilot.to_dict("records"):
+        n = seeds * max(1, int(r.get("strata") or 1)) if r["kind"] == "paired share" else seeds
+        out.append(NAN if r["kind"] == "rank" else _power({**r, "n_a": n, "n_b": n}, level))
+    return out
+
+
 def _detectable(row: dict, level: float) -> float:
     "The smallest |difference| the comparison detects with POWER, on the effect's scale (NaN: no formula fits)."
     if (min(row["n_a"], row["n_b"]) < 2 or not np.isfinite(row["scale"]) or row["kind"] in ("rank", "paired share")

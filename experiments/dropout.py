@@ -7,6 +7,20 @@ Overfitting must exist to be fought: 500 training digits, 30 epochs. Two series:
 stage. Each cell gets its own learning rate from the declared search. The trend over p is tested over the whole
 series (per seed, Spearman's rank correlation of p with the loss, among the runs that learn), not at the best p.
 Train loss is measured in eval mode on the whole training set, so dropout's noise is not in it.
+
+The `confirm` profile is the full pilot's confirmatory study, declared before its runs. The pilot's rates were
+searched per cell, and every p > 0 chose 0.03 where p = 0 chose 0.01: rate and dropout were confounded. Here one
+rate serves every cell, chosen on the search split over all of them, from a grid a step wider at the top. The
+seeds are fresh (1000 on) and each draws its own 500 training digits. The lesson's two halves, read so that a
+U-shaped series can answer them:
+1. "a larger dropout improves generalisation": some p > 0 beats none. The p is declared from the pilot: the body's
+   lowest held-out loss (Dropout2d p = 0.25); for the head, whose pilot series had no p below none in held-out
+   loss, fastai's default (create_head ps = 0.5). Held-out loss (< 0, margin 0.05) and accuracy (> 0, margin
+   0.01), paired by seed.
+2. "a smaller dropout fits the training data better": the largest p at which the pilot's runs learned fits worse
+   than none: train loss (eval mode) at head p = 0.9 and body p = 0.5 above none's (margin 0.05).
+Seeds: 30, the power rule's count (80% at each margin, Holm's first-step level over the six, with the pilot's
+per-seed spread; the report states the planned and the achieved power).
 """
 from __future__ import annotations
 
@@ -25,7 +39,12 @@ from cnn_experiments.stats import Comparison
 TITLE = "dropout: generalisation vs fit to the training data"
 CLAIM = ("C7: a larger dropout will improve generalisation, but a smaller dropout will improve performance "
          "on the training data.")
-PROFILES = {"quick": dict(seeds=2, lrs=(1e-2,)), "full": dict(seeds=5, lrs=(3e-3, 1e-2, 3e-2))}
+PROFILES = {"quick": dict(seeds=2, lrs=(1e-2,)), "full": dict(seeds=5, lrs=(3e-3, 1e-2, 3e-2)),
+            # the full pilot's confirmatory study (module docstring): minutes on 2 CPU cores
+            "confirm": dict(seeds=30, first_seed=1000, vary_data=True, lrs=(1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+                            one_rate=True)}
+HEAD_P, BODY_P = 0.5, 0.25  # declared: the p > 0 each series puts against none (module docstring)
+HEAD_TOP, BODY_TOP = 0.9, 0.5  # declared: the largest p at which the pilot's runs learned, per series
 PS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9)
 MODERATE = 0.5  # declared: the p compared with none (fastai's create_head default)
 LEARNED = 0.5  # declared: a run learns when its held-out accuracy is above this (chance is 0.1)
@@ -33,16 +52,22 @@ BASE = Config(data="mnist", n_train=500, arch="fastai_head", channels=(8, 16, 32
 SERIES = {"head (create_head ps)": "p", "body (Dropout2d)": "p_body"}
 
 
-def cells() -> list[Config]:
-    return list(dict.fromkeys(BASE.replace(**{field: p}) for field in SERIES.values() for p in PS))
+def cells(profile: str = "full") -> list[Config]:
+    base = BASE.replace(vary_data=PROFILES[profile].get("vary_data", False))
+    return list(dict.fromkeys(base.replace(**{field: p}) for field in SERIES.values() for p in PS))
 
 
 def search(profile: str) -> list[Config]:
-    return S.search_runs(cells(), PROFILES[profile]["lrs"])
+    return S.search_runs(cells(profile), PROFILES[profile]["lrs"], EXPERIMENT.seed_list(profile).start)
+
+
+def rate_group(profile: str):
+    "Which cells share a rate: each its own, or (one_rate) all of them, so that the rate does not vary with p."
+    return (lambda c: "every cell") if PROFILES[profile].get("one_rate") else None
 
 
 def grid(profile: str, runs=None) -> list[Config]:
-    return S.choose(cells(), PROFILES[profile]["lrs"], runs)
+    return S.choose(cells(profile), PROFILES[profile]["lrs"], runs, rate_group(profile))
 
 
 def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
@@ -68,6 +93,24 @@ def trends(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparisons(profile: str) -> list[Comparison]:
+    return confirmed() if profile == "confirm" else pilot()
+
+
+def confirmed() -> list[Comparison]:
+    """The confirmatory family, declared before its runs (module docstring): per series, the declared p against
+    none in held-out loss and accuracy, and the largest p against none in train loss; paired by seed."""
+    out = []
+    for s, p, top in zip(SERIES, (HEAD_P, BODY_P), (HEAD_TOP, BODY_TOP)):
+        at, top_arm, none = dict(series=s, dropout=p), dict(series=s, dropout=top), dict(series=s, dropout=0.0)
+        out += [Comparison(f"{s}: generalisation, p={p:g} - none, held-out loss", at, none, metric="valid_loss",
+                           expect="less", margin=0.05),
+                Comparison(f"{s}: generalisation, p={p:g} - none, held-out accuracy", at, none, margin=0.01),
+                Comparison(f"{s}: fit, p={top:g} - none, train loss (eval mode)", top_arm, none,
+                           metric="train_loss", margin=0.05)]
+    return out
+
+
+def pilot() -> list[Comparison]:
     """Per series: held-out loss falls with p and train loss rises with p (the per-seed trend's rank correlation
     against 0, among runs that learn), and held-out loss at the declared moderate p below none (paired by seed)."""
     out = []
@@ -150,13 +193,68 @@ def mask_figure(p: float = 0.5):
     return fig
 
 
-def report(ctx) -> tuple[str, str]:
-    runs = ctx.runs
-    table = ctx.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile))
+def pilot_plan(ctx) -> list[float]:
+    "The confirmatory family's planned power: its comparisons on the full pilot's runs, at the declared seeds."
+    from cnn_experiments.stats import compare, planned
+    from cnn_experiments.study import load
+    return planned(compare(load("dropout", "full", ctx.results).labelled, confirmed()), PROFILES["confirm"]["seeds"])
+
+
+def found(table: pd.DataFrame) -> tuple[list[str], str]:
+    "The confirmatory study's answers in words, per series, and the recommendation the tests support."
+    rows = table.set_index("comparison")
+    out, use = [], []
+    for s, p, top in zip(SERIES, (HEAD_P, BODY_P), (HEAD_TOP, BODY_TOP)):
+        loss, acc, fit = (rows.loc[f"{s}: {k}"] for k in (f"generalisation, p={p:g} - none, held-out loss",
+                                                            f"generalisation, p={p:g} - none, held-out accuracy",
+                                                            f"fit, p={top:g} - none, train loss (eval mode)"))
+        iv = lambda r, d=3: f"{r['effect']:+.{d}f} [{r['ci_lo']:+.{d}f}, {r['ci_hi']:+.{d}f}]"
+        out.append(f"**{s}**: at p={p:g} against none, held-out loss {iv(loss)} ({loss['outcome']}) and accuracy "
+                   f"{iv(acc)} ({acc['outcome']}); at p={top:g} the train loss is {iv(fit, 4)} higher "
+                   f"({fit['outcome']}).")
+        if loss["outcome"] == "supported" and acc["outcome"] == "supported":
+            use.append(f"{s.split(' (')[0]} dropout at p={p:g} (lower held-out loss and higher accuracy)")
+        elif acc["outcome"] == "supported":
+            use.append(f"{s.split(' (')[0]} dropout at p={p:g} for accuracy (its held-out loss is "
+                       f"{'higher' if loss['effect'] > 0 else 'not lower'}: its probabilities are not better)")
+    rec = ("on 500 training digits, use " + " and ".join(use) if use
+           else "none of the declared dropouts resolved better than none on held-out data")
+    return out, rec
+
+
+def report_confirm(ctx) -> tuple[str, str]:
+    "The confirmatory study: its answers and recommendation, the figure, the verdict, the power, then the details."
+    runs, table = ctx.runs, ctx.table
     word, verdict = R.verdict_section(table, "C7")
+    answers, rec = found(table) if table is not None and not ctx.partial else (["(the grid is not complete)"], "")
     by = {series: {m: R.summarize(g.sort_values("dropout"), ["dropout"], m)
                    for m in ("train_loss", "valid_loss", "gap", "accuracy")}
           for series, g in runs.groupby("series", sort=False)}
+    rate = runs.loc[runs["split"] == "heldout", "lr"].unique()
+    body = "\n".join([
+        "## What it found", "", *[f"- {a}" for a in answers], "",
+        f"**Recommendation:** {rec}." if rec else "", "",
+        "Why head dropout can raise held-out loss while it raises accuracy (a reading, not a test): held-out loss "
+        "is the mean of -log p(true class), so a few confident mistakes weigh more than many images moved from "
+        "wrong to right; a network fitted to zero train loss is confident wherever it is wrong.", "",
+        ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
+        "## Power", "", R.power_plan(table, pilot_plan(ctx), PROFILES["confirm"]["seeds"], "summary_full.md"), "",
+        "## Details", "",
+        f"Data: each seed draws its own 500 of the embedded MNIST training digits (every class equally), 1,000 "
+        f"held-out. Model: 4 stride-2 Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; "
+        f"fit_one_cycle(30), bs 64, one learning rate for every cell ({', '.join(f'{r:g}' for r in rate)}).", "",
+        *tables_of(by, runs),
+        "## Appendix: the learning rate, one for every cell", "",
+        S.section(cells(ctx.profile), PROFILES[ctx.profile]["lrs"], ctx.store.read().rows,
+                  lambda c: f"head p={c.p:g}, body p={c.p_body:g}", "Search-split accuracy (seed 1000's 500 digits "
+                  "from four fifths of the training digits, scored on the other fifth); the chosen rate is the best "
+                  "over all cells together:", rate_group(ctx.profile))])
+    return body, f"C7 {word}: " + " ".join(a.replace("**", "") for a in answers) + (f" Recommendation: {rec}." if rec
+                                                                                      else "")
+
+
+def tables_of(by: dict, runs: pd.DataFrame) -> list[str]:
+    "Per series, a row per p: train and held-out loss, their gap, accuracy and how many runs learn."
     tables = []
     for series, s in by.items():
         learned = runs[runs["series"] == series].groupby("dropout")["learned"].agg(["sum", "count"])
@@ -167,6 +265,19 @@ def report(ctx) -> tuple[str, str]:
                           "runs that learn": [f"{int(learned.loc[p, 'sum'])}/{int(learned.loc[p, 'count'])}"
                                               for p in s["gap"]["dropout"]]})
         tables += [f"### {series}", "", t.to_markdown(index=False), ""]
+    return tables
+
+
+def report(ctx) -> tuple[str, str]:
+    if ctx.profile == "confirm":
+        return report_confirm(ctx)
+    runs = ctx.runs
+    table = ctx.compare(pd.concat([runs, trends(runs)], ignore_index=True), comparisons(ctx.profile))
+    word, verdict = R.verdict_section(table, "C7")
+    by = {series: {m: R.summarize(g.sort_values("dropout"), ["dropout"], m)
+                   for m in ("train_loss", "valid_loss", "gap", "accuracy")}
+          for series, g in runs.groupby("series", sort=False)}
+    tables = tables_of(by, runs)
     body = "\n".join([
         "Data: 500 of the embedded MNIST training digits (a fixed subset), 1,000 held-out. Model: 4 stride-2 "
         "Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; fit_one_cycle(30), bs 64. A run learns when "
@@ -176,7 +287,7 @@ def report(ctx) -> tuple[str, str]:
         "Described, not tested (the p read off after looking at the table):", "",
         *[f"- {x}" for x in described(by, runs)], "",
         "## Learning rate, searched per cell", "",
-        S.section(cells(), PROFILES[ctx.profile]["lrs"], ctx.store.read().rows,
+        S.section(cells(ctx.profile), PROFILES[ctx.profile]["lrs"], ctx.store.read().rows,
                   lambda c: f"head p={c.p:g}, body p={c.p_body:g}",
                   "Search-split accuracy (the 500 digits drawn from four fifths of the training digits, scored on "
                   "the other fifth; seed 0):"), "",
