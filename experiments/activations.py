@@ -96,8 +96,14 @@ def report(ctx) -> tuple[str, str]:
         "## Learning rate, searched per activation and series", "",
         S.section(cells(), PROFILES[ctx.profile]["lrs"], ctx.runs,
                   lambda c: f"{c.act}, {'with' if c.bn else 'without'} batchnorm",
-                  "Search-split accuracy (four fifths of the training digits trained on, one fifth scored; seed 0):")])
+                  "Search-split accuracy (four fifths of the training digits trained on, one fifth scored; seed "
+                  f"{EXPERIMENT.seed_list(ctx.profile).start}):")])
     table = ctx.table
+    if ctx.profile == "confirm" and not ctx.partial:
+        answers, rec = found(table)
+        body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", f"**Recommendation:** {rec}.",
+                          "", body, "", "## Power", "",
+                          R.power_plan(table, pilot_plan(ctx), PROFILES["confirm"]["seeds"], "summary_full.md")])
     eq = table[table["expect"] == "equivalent"]
     finding = (f"non-linearities equivalent to ReLU within ±{MARGIN}: {int((eq['outcome'] == 'equivalent').sum())} "
                f"of {len(eq)}; identity below ReLU: "
@@ -105,6 +111,38 @@ def report(ctx) -> tuple[str, str]:
                            for r in table[table["expect"] == "less"].itertuples())
                + f" (n={int(runs.groupby('cell_id')['seed'].nunique().min())}): C8 {word}.")
     return body, finding
+
+
+def pilot_plan(ctx) -> list[float]:
+    "The confirmatory family's planned power: its comparisons on the full pilot's runs, at the declared seeds."
+    from cnn_experiments.stats import compare, planned
+    from cnn_experiments.study import load
+    return planned(compare(load("activations", "full", ctx.results).labelled, comparisons("confirm")),
+                   PROFILES["confirm"]["seeds"])
+
+
+def found(table: pd.DataFrame) -> tuple[list[str], str]:
+    "Per series, which non-linearities are equivalent to ReLU and whether none (identity) is worse; the advice."
+    out, fine = [], {}
+    for series in SERIES:
+        rows = table[table["comparison"].str.endswith(f", {series}")]
+        eq = [r.comparison.split(" - ")[0] for r in rows.itertuples() if r.outcome == "equivalent"]
+        other = [f"{r.comparison.split(' - ')[0]} {r.effect:+.3f} ({r.outcome})" for r in rows.itertuples()
+                 if r.expect == "equivalent" and r.outcome != "equivalent"]
+        ident = rows[rows["expect"] == "less"].iloc[0]
+        fine[series] = eq
+        out.append(f"**{series}**: equivalent to ReLU within ±{MARGIN:g}: {', '.join(eq) or 'none'}"
+                   + (f"; not shown equivalent: {', '.join(other)}" if other else "")
+                   + f"; no non-linearity (identity) - ReLU {ident.effect:+.3f} [{ident.ci_lo:+.3f}, "
+                     f"{ident.ci_hi:+.3f}] ({ident.outcome}).")
+    both = [a for a in fine["with batchnorm"] if a in fine["without batchnorm"]]
+    rec = ("choose the non-linearity on cost or habit among relu" + "".join(f", {a}" for a in both)
+           + " (each equivalent to ReLU with and without batchnorm)" if both else
+           "keep ReLU: no other non-linearity was shown equivalent to it in both series")
+    dropped = [a for a in fine["with batchnorm"] if a not in both]
+    if dropped:
+        rec += f"; {', '.join(dropped)} only with batchnorm"
+    return out, rec
 
 
 EXPERIMENT = Experiment(name="activations", title=TITLE, claim=CLAIM, profiles=PROFILES, grid=grid, report=report,

@@ -6,6 +6,13 @@ All three halve the map, so the lesson's claim is true by construction; what it 
 choice changes accuracy. The pooled ways run each convolution at stride 1 and cost about 4x the arithmetic of
 a stride-2 convolution, so they are compared with stride at matched cost too: stride-2 convolutions widened
 until they do as many multiply-accumulates. Each arm gets its own learning rate from the declared search.
+
+The `confirm` profile is the full pilot's confirmatory study, declared before its runs, and it tests what the
+claim says: the way down changes accuracy. In the pilot, at matched cost, pooling beat the stride body on scenes
+(+0.030 to +0.035) and by less on digits; so the prediction per task is that each pooled way beats the stride-2
+body widened to its cost (paired by seed, margin 0.01). 25 fresh seeds (1000 on; the scenes' seeds also draw
+their scenes), the power rule's count from the pilot's spread; rate grids a step wider at both ends, since
+six of the pilot's eight chosen rates sat at an edge.
 """
 from __future__ import annotations
 
@@ -24,7 +31,9 @@ from cnn_experiments.stats import Comparison
 TITLE = "downsampling: the body's way down, at equal parameters and at equal cost"
 CLAIM = ("C5: a stride-2 convolution, a stride-1 convolution + 2x2 max pool and a stride-1 convolution + 2x2 "
          "average pool all halve the map; which one is used changes accuracy and cost.")
-PROFILES = {"quick": dict(seeds=2, lrs=None), "full": dict(seeds=5, lrs="searched")}
+PROFILES = {"quick": dict(seeds=2, lrs=None), "full": dict(seeds=5, lrs="searched"),
+            # the full pilot's confirmatory study (module docstring): minutes on 2 CPU cores
+            "confirm": dict(seeds=25, first_seed=1000, lrs="wide", vary_data=True)}
 MARGIN = 0.01  # declared: within 1 point of held-out accuracy, the way down does not matter
 TASKS = {  # name -> (the run the ways down share, the searched rates)
     "MNIST digits": (Config(data="mnist", arch="simple_cnn", epochs=5, bs=64), (0.03, 0.1, 0.3)),
@@ -32,6 +41,7 @@ TASKS = {  # name -> (the run the ways down share, the searched rates)
                                              obj_size=16, n_scenes=3000, epochs=5, pool="avg"), (3e-3, 1e-2, 3e-2)),
 }
 ARMS = ("stride", "stride, matched cost", "maxpool", "avgpool")
+WIDE = {"MNIST digits": (0.01, 0.03, 0.1, 0.3, 1.0), "scenes, 16 px object in 64 px": (1e-3, 3e-3, 1e-2, 3e-2, 0.1)}
 
 
 def cost(cfg: Config) -> tuple[int, int]:
@@ -56,8 +66,8 @@ def matched_width(task: str) -> float:
     return round(1 + 0.05 * best, 2)
 
 
-def arm_config(task: str, arm: str) -> Config:
-    base = TASKS[task][0]
+def arm_config(task: str, arm: str, profile: str = "full") -> Config:
+    base = TASKS[task][0].replace(vary_data=PROFILES[profile].get("vary_data", False))
     if arm == "stride, matched cost":
         return base.replace(width=round(matched_width(task), 2))
     return base.replace(down=arm)
@@ -68,16 +78,21 @@ def cells() -> list[Config]:
 
 
 def rates(task: str, profile: str) -> tuple[float, ...]:
-    lrs = TASKS[task][1]
-    return lrs if PROFILES[profile]["lrs"] == "searched" else (lrs[1],)
+    lrs, how = TASKS[task][1], PROFILES[profile]["lrs"]
+    return lrs if how == "searched" else WIDE[task] if how == "wide" else (lrs[1],)
+
+
+def arms(task: str, profile: str) -> list[Config]:
+    return [arm_config(task, a, profile) for a in ARMS]
 
 
 def search(profile: str) -> list[Config]:
-    return [c for t in TASKS for c in S.search_runs([arm_config(t, a) for a in ARMS], rates(t, profile))]
+    first = EXPERIMENT.seed_list(profile).start
+    return [c for t in TASKS for c in S.search_runs(arms(t, profile), rates(t, profile), first)]
 
 
 def grid(profile: str, runs=None) -> list[Config]:
-    return [c for t in TASKS for c in S.choose([arm_config(t, a) for a in ARMS], rates(t, profile), runs)]
+    return [c for t in TASKS for c in S.choose(arms(t, profile), rates(t, profile), runs)]
 
 
 def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
@@ -85,13 +100,25 @@ def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     arm = {}
     for t in TASKS:
         for a in ARMS:
-            for lr in TASKS[t][1]:
-                arm[arm_config(t, a).replace(lr=lr).cell_id] = (t, a)
+            for lr in {*TASKS[t][1], *WIDE[t]}:
+                arm[arm_config(t, a, profile).replace(lr=lr).cell_id] = (t, a)
     keys = runs["cell_id"].map(arm)
     return runs.assign(task=[k[0] for k in keys], arm=[k[1] for k in keys])
 
 
 def comparisons(profile: str) -> list[Comparison]:
+    return confirmed() if profile == "confirm" else pilot()
+
+
+def confirmed() -> list[Comparison]:
+    """The confirmatory family (module docstring): per task, each pooled way down beats the stride-2 body widened to
+    its cost, paired by seed (the seed draws the arms' shared data and batch order)."""
+    at = lambda t, a: {"task": t, "arm": a}
+    return [Comparison(f"{t}: {a} - stride at matched cost", at(t, a), at(t, "stride, matched cost"), margin=MARGIN)
+            for t in TASKS for a in ("maxpool", "avgpool")]
+
+
+def pilot() -> list[Comparison]:
     """Per task, at matched cost: each pooled way against the widened stride-2 body (different models: unpaired),
     and max against average pooling (the same weights' shapes and init: paired by seed); equivalence within MARGIN."""
     out = []
@@ -139,8 +166,8 @@ def report(ctx) -> tuple[str, str]:
         "MACs per image": [f"{costs[(t, a)][1]:,}" for t, a in zip(s["task"], s["arm"])],
         "s per epoch (1 thread)": [f"{m:.2f}" for m in secs["mean"]], "n": s["n"]})
     word, verdict = R.verdict_section(ctx.table, "C5")
-    lr_tables = [S.table([arm_config(t, a) for a in ARMS], rates(t, ctx.profile), ctx.store.read().rows,
-                         lambda c, t=t: f"{t}: {ARMS[[arm_config(t, a) for a in ARMS].index(c)]}") for t in TASKS]
+    lr_tables = [S.table(arms(t, ctx.profile), rates(t, ctx.profile), ctx.store.read().rows,
+                         lambda c, t=t: f"{t}: {ARMS[arms(t, ctx.profile).index(c)]}") for t in TASKS]
     body = "\n".join([
         "The three ways keep the same channels and final map size; the pooled ways run each conv at stride 1 and "
         "so cost more arithmetic for the same parameters. The matched-cost arm widens every stage of the stride-2 "
@@ -149,15 +176,44 @@ def report(ctx) -> tuple[str, str]:
         f"than {MARGIN}? The lesson claims only that all three shrink the map, which they do by construction.", "",
         table.to_markdown(index=False), "", ctx.figure(frontier(s, costs), f"{ctx.profile}_frontier.png"), "",
         *verdict, "", "## Learning rate, searched per arm", "",
-        "\n\n".join(t.to_markdown(index=False) for t in lr_tables) if PROFILES[ctx.profile]["lrs"] == "searched" else
+        "\n\n".join(t.to_markdown(index=False) for t in lr_tables) if PROFILES[ctx.profile]["lrs"] else
         "One declared rate per task (the middle of its search grid): " + ", ".join(
             f"{t}: {rates(t, ctx.profile)[0]:g}" for t in TASKS) + ".", "",
         "Seconds per epoch are from this run's machine, shared with other work: read them as rough ratios."])
     t = ctx.table
+    if ctx.profile == "confirm" and not ctx.partial:
+        answers, rec = found(t)
+        body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", f"**Recommendation:** {rec}.",
+                          "", body, "", "## Power", "",
+                          R.power_plan(t, pilot_plan(ctx), PROFILES["confirm"]["seeds"], "summary_full.md")])
+        return body, f"C5 {word}: " + " ".join(a.replace("**", "") for a in answers) + f" Recommendation: {rec}."
     finding = (f"at matched cost, {int((t['outcome'] == 'equivalent').sum())} of {len(t)} comparisons equivalent "
                f"within ±{MARGIN} (" + "; ".join(f"{r.comparison} {R.signed(r.effect)}: {r.outcome}"
                                                 for r in t.itertuples()) + f"): C5 {word}.")
     return body, finding
+
+
+def pilot_plan(ctx) -> list[float]:
+    "The confirmatory family's planned power: its comparisons on the full pilot's runs, at the declared seeds."
+    from cnn_experiments.stats import compare, planned
+    from cnn_experiments.study import load
+    return planned(compare(load("downsampling", "full", ctx.results).labelled, confirmed()),
+                   PROFILES["confirm"]["seeds"])
+
+
+def found(table: pd.DataFrame) -> tuple[list[str], str]:
+    "Per task, each pooled way against the stride body at its cost, in words; the advice the tests support."
+    out, wins = [], {}
+    for t in TASKS:
+        rows = table[table["comparison"].str.startswith(f"{t}: ")]
+        wins[t] = [r.comparison.split(": ")[1].split(" - ")[0] for r in rows.itertuples() if r.outcome == "supported"]
+        out.append(f"**{t}**: " + "; ".join(f"{r.comparison.split(': ')[1]} {r.effect:+.3f} [{r.ci_lo:+.3f}, "
+                                            f"{r.ci_hi:+.3f}] ({r.outcome})" for r in rows.itertuples()) + ".")
+    where = [t for t in TASKS if wins[t]]
+    rec = (("where arithmetic is not the limit, go down by pooling: at the same multiply-accumulates it is more "
+            "accurate than a wider stride-2 body on " + " and ".join(where)) if where else
+           "no way down resolved better than stride-2 at matched cost: take the cheaper stride-2 convolution")
+    return out, rec
 
 
 EXPERIMENT = Experiment(name="downsampling", title=TITLE, claim=CLAIM, profiles=PROFILES, grid=grid, report=report,
