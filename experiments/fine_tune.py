@@ -9,6 +9,14 @@ kept as pretrained (tiny batches re-estimate them badly); the head alone on the 
 from random init; fastbook's simple_cnn from scratch. Every method gets its own learning rate from the declared
 search (the search split of the training digits), and every run takes about 80 optimiser steps, of which
 fine_tune spends at least 8 on the head alone.
+
+The `confirm` profile is the medium pilot's confirmatory study, declared before its runs, on the protocol the
+pilot recommends: fine_tune with the body's ImageNet batchnorm statistics kept, against both scratch baselines,
+at the label counts where the pilot's differences were within a few points (1, 5 and 20 per class), at 128 px.
+20 fresh seeds (1000 on), each drawing its own labelled digits, paired by seed (both methods see one seed's
+digits); margin 0.05, the power rule's count with the pilot's per-seed spread. Each method and size keeps the
+rate chosen on the search split (seed 0's fixed digits, as in the pilot), from grids a step higher than the
+pilot's, where its choices sat at the top.
 """
 from __future__ import annotations
 
@@ -35,6 +43,10 @@ PROFILES = {
     "medium": dict(seeds=5, per_class=(1, 5, 20, 50), px=128, search=True),
     # fastbook's 224 px (a GPU's work)
     "full": dict(seeds=5, per_class=(1, 5, 20, 50), px=224, search=True),
+    # the medium pilot's confirmatory study (module docstring): about 2 hours on 2 CPU cores
+    "confirm": dict(seeds=20, first_seed=1000, per_class=(1, 5, 20), px=128, search=True, vary_data=True,
+                    methods=("fine_tune, BN statistics kept", "same arch, random init", "simple_cnn from scratch"),
+                    wider=True),
 }
 STEPS, BS, FROZEN_STEPS = 80, 32, 8  # optimiser steps a run aims for; batch size; fine_tune's head-alone steps
 FT, KEPT, PROBE, RANDOM, SCRATCH = ("fine_tune", "fine_tune, BN statistics kept", "head only, body frozen",
@@ -47,6 +59,11 @@ METHODS = {  # label -> (the config fields that make the method, its searched ra
     SCRATCH: (dict(arch="simple_cnn", schedule="one_cycle"), (3e-3, 1e-2, 3e-2)),
 }
 BASELINES = (RANDOM, SCRATCH)
+WIDER = {KEPT: (1e-3, 3e-3, 1e-2, 3e-2), RANDOM: (3e-3, 1e-2, 3e-2, 0.1), SCRATCH: (3e-3, 1e-2, 3e-2, 0.1)}
+
+
+def methods(profile: str) -> tuple[str, ...]:
+    return PROFILES[profile].get("methods", tuple(METHODS))
 
 
 def schedule(n: int) -> tuple[int, int, int]:
@@ -70,16 +87,20 @@ def method_cells(profile: str, method: str) -> list[Config]:
 
 
 def rates(profile: str, method: str) -> tuple[float, ...]:
-    lrs = METHODS[method][1]
+    lrs = WIDER[method] if PROFILES[profile].get("wider") else METHODS[method][1]
     return lrs if PROFILES[profile]["search"] else (lrs[1],)
 
 
 def search(profile: str) -> list[Config]:
-    return [c for m in METHODS for c in S.search_runs(method_cells(profile, m), rates(profile, m))]
+    "Seed 0's fixed labelled digits on the search split, as in the pilot (its runs are shared where they match)."
+    return [c for m in methods(profile) for c in S.search_runs(method_cells(profile, m), rates(profile, m))]
 
 
 def grid(profile: str, runs=None) -> list[Config]:
-    return [c for m in METHODS for c in S.choose(method_cells(profile, m), rates(profile, m), runs)]
+    "Each method and size at its chosen rate; (vary_data) each seed then draws its own labelled digits."
+    draw = PROFILES[profile].get("vary_data", False)
+    return [c.replace(vary_data=draw) for m in methods(profile)
+            for c in S.choose(method_cells(profile, m), rates(profile, m), runs)]
 
 
 def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
@@ -88,12 +109,28 @@ def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     ids = {}
     for m in METHODS:
         for c in method_cells(profile, m):
-            for lr in METHODS[m][1]:
-                ids[c.replace(lr=lr).cell_id] = m
+            for lr in {*METHODS[m][1], *WIDER.get(m, ())}:
+                for draw in (False, True):
+                    ids[c.replace(lr=lr, vary_data=draw).cell_id] = m
     return runs.assign(method=runs["cell_id"].map(ids), per_class=runs["n_train"] // 10)
 
 
 def comparisons(profile: str) -> list[Comparison]:
+    return confirmed() if profile == "confirm" else pilot(profile)
+
+
+def confirmed() -> list[Comparison]:
+    """The confirmatory family (module docstring): at 1, 5 and 20 per class, BN-kept fine_tune against each scratch
+    baseline, paired by seed; and 'most with few labels' against the same architecture, 1 per class minus 20."""
+    ks, at = PROFILES["confirm"]["per_class"], lambda m, k: {"method": m, "per_class": k}
+    out = [Comparison(f"{KEPT} - {b}, {k} per class", at(KEPT, k), at(b, k), margin=0.05)
+           for k in ks for b in BASELINES]
+    out.append(Comparison(f"most with few labels: ({KEPT} - {RANDOM}) at {ks[0]} per class minus at {ks[-1]}",
+                          at(KEPT, ks[0]), at(RANDOM, ks[0]), c=at(KEPT, ks[-1]), d=at(RANDOM, ks[-1]), margin=0.05))
+    return out
+
+
+def pilot(profile: str) -> list[Comparison]:
     """At every size, fine_tune against each scratch baseline (different models: unpaired); and 'most with few
     labels': fine_tune's margin over the same architecture at the fewest labels minus at the most (by seed)."""
     ks = PROFILES[profile]["per_class"]
@@ -143,21 +180,23 @@ def report(ctx) -> tuple[str, str]:
     p = PROFILES[ctx.profile]
     runs = ctx.runs
     s = R.summarize(runs, ["per_class", "method"])
-    order = {m: i for i, m in enumerate(METHODS)}
+    ms = methods(ctx.profile)
+    order = {m: i for i, m in enumerate(ms)}
     s = s.sort_values(["per_class", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
     word, verdict = R.verdict_section(ctx.table, "C4")
-    diag = ctx.compare(runs, diagnostics(ctx.profile))
-    t = R.pivot(s, "per_class", "method", columns=METHODS)
+    diag = ctx.compare(runs, diagnostics(ctx.profile)) if FT in ms else None
+    t = R.pivot(s, "per_class", "method", columns=ms)
     t.index.name = "labels per class"
     lr = {(r.method, r.per_class): r.lr for r in runs.drop_duplicates(["method", "per_class"]).itertuples()}
     lrs = pd.DataFrame({m: [f"{lr[m, k]:g}" if (m, k) in lr else "not chosen yet" for k in p["per_class"]]
-                        for m in METHODS},
+                        for m in ms},
                        index=pd.Index(p["per_class"], name="labels per class"))
     sched = ", ".join(f"{k} per class: bs {schedule(10 * k)[0]} x {schedule(10 * k)[1]} epochs "
                       f"({schedule(10 * k)[2]} frozen)" for k in p["per_class"])
-    advice = batchnorm_advice(diag, p["per_class"])
+    advice = batchnorm_advice(diag, p["per_class"]) if diag is not None else ""
+    drawn = "each seed's own draw" if p.get("vary_data") else "a fixed subset"
     body = "\n".join([
-        f"Data: a fixed subset of the embedded MNIST training digits with every class equally often; 1,000 "
+        f"Data: {drawn} of the embedded MNIST training digits with every class equally often; 1,000 "
         f"held-out digits. EfficientNet-Lite0 (timm, fastai's `create_head(ps=0.5)`) sees the digits at {p['px']} "
         f"px, grey repeated to 3 channels, ImageNet-normalised (a {p['px'] // 32}x{p['px'] // 32} final map); "
         "simple_cnn sees its native 28 px. The verdict is about this transfer: ImageNet features on grey "
@@ -170,14 +209,22 @@ def report(ctx) -> tuple[str, str]:
         f"simple_cnn, `fit_one_cycle`. Schedule: {sched}.", "",
         "## Held-out accuracy (mean ± 95% CI)", "", t.to_markdown(), "",
         ctx.figure(figure(s, word, p["px"]), f"{ctx.profile}_accuracy_vs_labels.png"), "", *verdict, "",
-        "## The batchnorm fix: BN statistics kept against fastai's default", "", stats.markdown(diag), "",
-        f"Recommended from these numbers: {advice}.",
-        "", "## Learning rate per method and size", "",
+        *(["## The batchnorm fix: BN statistics kept against fastai's default", "", stats.markdown(diag), "",
+           f"Recommended from these numbers: {advice}.", ""] if diag is not None else []),
+        "## Learning rate per method and size", "",
         ("Searched on the search split (the labelled digits drawn from four fifths of the training digits, "
-         "scored on the other fifth; seed 0), from " + "; ".join(f"{m}: {', '.join(f'{x:g}' for x in METHODS[m][1])}"
-                                                             for m in METHODS) + ". Chosen:")
+         "scored on the other fifth; seed 0), from "
+         + "; ".join(f"{m}: {', '.join(f'{x:g}' for x in rates(ctx.profile, m))}" for m in ms) + ". Chosen:")
         if p["search"] else "One declared rate per method (the middle of its search grid), not searched:", "",
         lrs.to_markdown()])
+    if ctx.profile == "confirm":
+        if not ctx.partial:
+            answers, rec = found(ctx.table)
+            body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "",
+                              f"**Recommendation:** {rec}.", "", body, "", "## Power", "",
+                              R.power_plan(ctx.table, pilot_plan(ctx), p["seeds"], "summary_medium.md")])
+            return body, f"C4 {word}: " + " ".join(a.replace("**", "") for a in answers) + f" Recommendation: {rec}."
+        return body, f"C4 {word}: the confirmatory grid is not complete (numbers only)."
     finding = (f"grey digits, transfer from ImageNet at {p['px']} px: C4 {word} ("
                + "; ".join(f"{r.comparison.replace(FT + ' - ', 'vs ')} {R.signed(r.effect)}: {r.outcome}"
                            for r in ctx.table.itertuples() if "minus" not in r.comparison
@@ -185,6 +232,29 @@ def report(ctx) -> tuple[str, str]:
                                                       f" {p['per_class'][-1]} per class")))
                + f"; most with few labels: {ctx.table['outcome'].iloc[-1]}).")
     return body, finding
+
+
+def pilot_plan(ctx) -> list[float]:
+    "The confirmatory family's planned power: its comparisons on the medium pilot's runs, at the declared seeds."
+    from cnn_experiments.study import load
+    return stats.planned(stats.compare(load("fine_tune", "medium", ctx.results).labelled, confirmed()),
+                         PROFILES["confirm"]["seeds"])
+
+
+def found(table: pd.DataFrame) -> tuple[list[str], str]:
+    "Per label count, BN-kept fine_tune against each scratch baseline in words; the advice the tests support."
+    out, wins = [], []
+    for k in PROFILES["confirm"]["per_class"]:
+        rows = table[table["comparison"].str.endswith(f", {k} per class") & ~table["comparison"].str.contains("minus")]
+        out.append(f"**{k} per class**: " + "; ".join(
+            f"vs {r.comparison.split(' - ')[1].rsplit(',', 1)[0]} {r.effect:+.3f} [{r.ci_lo:+.3f}, {r.ci_hi:+.3f}] "
+            f"({r.outcome})" for r in rows.itertuples()) + ".")
+        if (rows["outcome"] == "supported").all():
+            wins.append(str(k))
+    rec = (f"with {', '.join(wins)} labelled grey images per class, fine-tune the pretrained body and keep its "
+           "ImageNet batchnorm statistics, rather than train from scratch" if wins else
+           "no label count where BN-kept fine-tuning beat both scratch baselines: try a small CNN from scratch too")
+    return out, rec
 
 
 EXPERIMENT = Experiment(name="fine_tune", title=TITLE, claim=CLAIM, profiles=PROFILES, grid=grid, report=report,
