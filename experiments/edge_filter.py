@@ -74,21 +74,31 @@ def learned(ctx) -> tuple[list[str], str]:
     from experiments import mnist_scratch as M
     store = Store(ctx.results / "mnist_scratch" / "runs.csv")
     runs = store.read().rows
-    # the best setting's cell, the same in every profile
-    best = next(c for c, (name, _, _) in zip(M.grid("full"), M.ROWS) if name == M.BEST).cell_id
-    runs = runs[runs["cell_id"] == best] if len(runs) else runs
-    profile = next((p for p in ("full", "quick") if runs["seed"].nunique() >= M.PROFILES[p]["seeds"]), None)
+    # the best setting's cell (the same in every profile) and, in the confirmatory profile, the shuffled control
+    names = {c.cell_id: name for p in M.PROFILES for c, (name, _, _) in zip(M.grid(p), M.rows(p))
+             if name in (M.BEST, M.CONTROL[0])}
+    runs = runs[runs["cell_id"].isin(names)] if len(runs) else runs
+
+    def made(p):  # the profile's seeds of the cells it runs
+        seeds = M.EXPERIMENT.seed_list(p)
+        mine = runs[runs["seed"].astype(int).isin(seeds) & runs["cell_id"].map(names).isin([r[0] for r in M.rows(p)])]
+        return mine if len(mine) == len(seeds) * (2 if M.PROFILES[p].get("control") else 1) else None
+    profile = next((p for p in ("confirm", "full", "quick") if made(p) is not None), None)
     if profile is None:
         return ["No mnist_scratch runs yet: `cnn-exp run mnist_scratch --profile full` makes the kernels."], \
             "learned kernels not measured (no mnist_scratch runs)"
-    runs = runs[runs["seed"].astype(int) < M.PROFILES[profile]["seeds"]]
-    runs = M.with_kernels(M.label(runs, profile), store)
+    runs = M.with_kernels(made(profile).assign(setting=lambda d: d["cell_id"].map(names)), store)
     for rotations, name in ((1, "top-edge only"), (4, "any orientation")):
         runs[name] = [float(edge_match(store.weights(r)[M.FIRST_CONV][:, 0], rotations).mean())
                       if s != M.INIT else float("nan") for r, s in zip(runs["run_id"], runs["setting"])]
-    table = ctx.compare(runs, [stats.Comparison(
+    family = [stats.Comparison(
         "learned kernels' match with the hand-made kernel (any orientation): trained - at initialisation",
-        {"setting": M.BEST}, {"setting": M.INIT}, metric="edge_match", margin=0.02)])
+        {"setting": M.BEST}, {"setting": M.INIT}, metric="edge_match", margin=0.02)]
+    if M.PROFILES[profile].get("control"):
+        family.append(stats.Comparison(
+            "learned kernels' match (any orientation): true labels - shuffled labels (the control)",
+            {"setting": M.BEST}, {"setting": M.CONTROL[0]}, metric="edge_match", margin=0.02))
+    table = ctx.compare(runs, family)
     word = stats.verdict(table)
     trained = runs[runs["setting"] == M.BEST]
     lines = [f"mnist_scratch's {profile} profile, setting {M.BEST}: the 8 first-layer 5x5 kernels of each seed. "
@@ -96,9 +106,12 @@ def learned(ctx) -> tuple[list[str], str]:
              "centred); top-edge only, or turned to any of four orientations (left, bottom and right edges).", "",
              f"Mean match over seeds: top-edge only {trained['top-edge only'].mean():.3f}, any orientation "
              f"{trained['any orientation'].mean():.3f}; at initialisation (any orientation) "
-             f"{runs[runs['setting'] == M.INIT]['edge_match'].mean():.3f}.", "",
-             f"**C1's learned-kernel check is {word}.**", "", stats.markdown(table)]
-    return lines, f"learned first-layer kernels match it better than at initialisation: {word}"
+             f"{runs[runs['setting'] == M.INIT]['edge_match'].mean():.3f}"
+             + (f"; trained on shuffled labels (any orientation) "
+                f"{runs[runs['setting'] == M.CONTROL[0]]['edge_match'].mean():.3f}" if len(family) > 1 else "")
+             + ".", "", f"**C1's learned-kernel check is {word}.**", "", stats.markdown(table)]
+    than = "at initialisation" + (" and trained on shuffled labels" if len(family) > 1 else "")
+    return lines, f"learned first-layer kernels match it better than {than}: {word}"
 
 
 def report(ctx) -> tuple[str, str]:
