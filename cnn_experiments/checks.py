@@ -17,18 +17,13 @@ from pathlib import Path
 from .experiment import NAMES
 from .progress import clock
 from .publish import MEASURES
-from .report import WRITTEN
+from .report import unwritten
 from .stats import VERDICTS
 
 
 def _quiet(fn, *args):
     with contextlib.redirect_stdout(io.StringIO()):
         return fn(*args)
-
-
-def _body(text: str) -> list[str]:
-    "A summary's lines, without the one that says when it was written."
-    return [ln for ln in text.splitlines() if not ln.startswith(WRITTEN)]
 
 
 def stale_summaries(results: Path) -> list[str]:
@@ -47,17 +42,17 @@ def stale_summaries(results: Path) -> list[str]:
             for summary in sorted((results / name).glob("summary_*.md")):
                 profile = summary.stem.removeprefix("summary_")
                 _quiet(do_report, name, profile, copy)
-                if _body((copy / name / summary.name).read_text()) != _body(summary.read_text()):
+                if unwritten((copy / name / summary.name).read_text()) != unwritten(summary.read_text()):
                     problems.append(f"{summary}: stale; `cnn-exp report {name} --profile {profile}` rewrites it")
         for name, write in (("fine_tune", report_folder), ("pooling", report_heads)):
             for summary in sorted(results.glob(f"{name}/folder_*/summary.md")):
                 _quiet(write, copy / summary.parent.relative_to(results))
-                if _body((copy / summary.relative_to(results)).read_text()) != _body(summary.read_text()):
+                if unwritten((copy / summary.relative_to(results)).read_text()) != unwritten(summary.read_text()):
                     problems.append(f"{summary}: stale; the folder's `cnn-exp run {name} --data ...` rewrites it")
         for table in ("results.csv", "results.md"):
             if not (results / table).exists() or (copy / table).read_text() != (results / table).read_text():
                 problems.append(f"{results / table}: missing or stale; `cnn-exp report NAME` rewrites it")
-        if readme.exists() and _body((Path(tmp) / "README.md").read_text()) != _body(readme.read_text()):
+        if readme.exists() and unwritten((Path(tmp) / "README.md").read_text()) != unwritten(readme.read_text()):
             problems.append(f"{readme}: its results block is stale; `cnn-exp report NAME` rewrites it")
     return problems
 

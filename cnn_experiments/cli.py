@@ -22,7 +22,7 @@ from .experiment import NAMES, get
 from .study import do_report, do_run
 
 FOLDER_RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
-PROFILES = ("quick", "medium", "full", "confirm")  # confirm: a pilot's confirmatory study (pooling)
+PROFILES = ("quick", "medium", "full", "confirm")  # confirm: a pilot's confirmatory study
 DEVICES = ("cpu", "cuda")
 
 
@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("name", help=f"one of {', '.join(NAMES)}")
     r.add_argument("--profile", default=None, choices=PROFILES,
                    help="quick: minutes on a CPU; medium: hours on a CPU; full: the study as designed (a GPU's work); "
-                        "confirm: pooling's confirmatory study of its medium pilot (default quick)")
+                        "confirm: the confirmatory study of a pilot, declared before its runs (default quick)")
     r.add_argument("--device", default="cpu", choices=DEVICES, help="where to train")
     r.add_argument("--seeds", type=positive_int, default=None, help="seeds per cell (default: the profile's)")
     r.add_argument("--jobs", type=positive_int, default=None,

@@ -21,6 +21,17 @@ WRITTEN = "- report: written"  # the one header line that changes when an unchan
 CAVEAT = "**Caveat:**"  # a summary's line that the README quotes beside its verdict
 
 
+def unwritten(text: str) -> list[str]:
+    "A summary's lines, without the one that says when it was written."
+    return [ln for ln in text.splitlines() if not ln.startswith(WRITTEN)]
+
+
+def write_summary(path: Path, text: str) -> None:
+    "Write a summary, unless the file already says the same (its written line aside): a rerun leaves git clean."
+    if not (path.exists() and unwritten(path.read_text()) == unwritten(text)):
+        write_atomic(path, text)
+
+
 def finding_of(summary: Path) -> str:
     found = [ln for ln in summary.read_text().splitlines() if ln.startswith(FINDING)]
     return found[0][len(FINDING):].strip() if found else "(no finding line)"

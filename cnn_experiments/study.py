@@ -15,7 +15,6 @@ from . import report as R
 from . import stats
 from .errors import UserError
 from .experiment import get
-from .files import write_atomic
 from .publish import write_index, write_table
 from .store import REQUIRED, Store
 from .sweep import run_sweep
@@ -125,8 +124,8 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     text = (R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n"
             + ("\n".join(status) + "\n" if status else "") + f"{body}\n")
     # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
-    write_atomic(out / f"summary_{profile}.md", text)
-    write_atomic(out / "summary.md", text)
+    R.write_summary(out / f"summary_{profile}.md", text)
+    R.write_summary(out / "summary.md", text)
     write_table(results, name, profile, runs)
     write_index(results)
     print(f"wrote {out / f'summary_{profile}.md'}\n{R.FINDING} {finding}")
