@@ -27,12 +27,12 @@ def search_runs(cells: list[Config], lrs: tuple[float, ...], seed: int = 0) -> l
 
 
 def choose(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame | None,
-           group: Callable[[Config], object] | None = None) -> list[Config]:
+           group: Callable[[Config], object] | None = None, seed: int = 0) -> list[Config]:
     """Each cell at the rate with the best search-split accuracy (then the lowest search-split loss, then the lower
     rate); before the search has run, at the declared grid's middle rate. With `group`, the cells of one group share
     a rate, scored over all their search runs (where runs split between learning and not, one run per rate is
-    noise)."""
-    by_id = {} if runs is None or runs.empty else {cid: g for cid, g in runs.groupby("cell_id")}
+    noise). Only the search's own seed counts: another profile's search of the same cell is another study's."""
+    by_id = {} if runs is None or runs.empty else {rid: g for rid, g in runs.groupby("run_id")}
     members = {}
     for c in cells:
         members.setdefault(group(c) if group else c, []).append(c)
@@ -40,7 +40,7 @@ def choose(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame | Non
     for c in cells:
         scores = []
         for lr in lrs:
-            found = [by_id[i] for i in {searched(m, lr).cell_id for m in members[group(c) if group else c]}
+            found = [by_id[i] for i in {searched(m, lr, seed).run_id for m in members[group(c) if group else c]}
                      if i in by_id]
             if found:
                 g = pd.concat(found)
@@ -50,22 +50,24 @@ def choose(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame | Non
     return out
 
 
-def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, group=None) -> pd.DataFrame:
+def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, group=None,
+          seed: int = 0) -> pd.DataFrame:
     "Per cell (named by `name(cell)`): search-split accuracy at each rate, the chosen rate, and whether at an edge."
-    chosen = choose(cells, lrs, runs, group)
+    chosen = choose(cells, lrs, runs, group, seed)
     rows = []
     for c, pick in zip(cells, chosen):
         row = {"cell": name(c)}
         for lr in lrs:
-            g = runs[runs["cell_id"] == searched(c, lr).cell_id]
+            g = runs[runs["run_id"] == searched(c, lr, seed).run_id]
             row[f"{lr:g}"] = f"{g['accuracy'].mean():.3f}" if len(g) else "-"
         row["chosen"] = f"{pick.lr:g}" + (" (edge)" if len(lrs) > 1 and pick.lr in (min(lrs), max(lrs)) else "")
         rows.append(row)
     return pd.DataFrame(rows).drop_duplicates("cell")
 
 
-def section(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, intro: str, group=None) -> str:
+def section(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name, intro: str, group=None,
+            seed: int = 0) -> str:
     "A report's search: `intro` and the table, or one sentence when the profile declares a single rate."
     if len(lrs) < 2:
         return f"One declared rate, {lrs[0]:g}: no search."
-    return f"{intro}\n\n" + table(cells, lrs, runs, name, group).to_markdown(index=False)
+    return f"{intro}\n\n" + table(cells, lrs, runs, name, group, seed).to_markdown(index=False)

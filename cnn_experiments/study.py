@@ -15,7 +15,7 @@ from . import report as R
 from . import stats
 from .errors import UserError
 from .experiment import get
-from .publish import write_index, write_table
+from .publish import best_summary, write_index, write_table
 from .store import REQUIRED, Store
 from .sweep import run_sweep
 
@@ -84,7 +84,8 @@ def load(name: str, profile: str | None, results: Path = Path("results")) -> Loa
     seeds = max([exp.seeds(profile), *(runs.loc[runs["profile"] == profile, "seed"].astype(int) + 1 - first)])
     seed = runs["seed"].astype(int)
     in_grid = runs["cell_id"].isin({c.cell_id for c in grid}) & (seed >= first) & (seed < first + seeds)
-    runs = R.one_per_seed(runs[in_grid | runs["cell_id"].isin({c.cell_id for c in search})])
+    # the search's own runs: another profile may have searched the same cell with a seed of its own
+    runs = R.one_per_seed(runs[in_grid | runs["run_id"].isin({c.run_id for c in search})])
     if exp.needs_runs and runs.empty:
         raise UserError(f"report: no {profile} runs of {name} in {store.path}; "
                         f"run `cnn-exp run {name} --profile {profile}` first")
@@ -110,7 +111,8 @@ def written(name: str, profile: str | None, results: Path = Path("results")) -> 
 
 
 def do_report(name: str, profile: str | None, results: Path = Path("results")) -> Path:
-    "Write results/<name>/summary_<profile>.md (and summary.md) from the runs file alone: nothing is trained."
+    """Write results/<name>/summary_<profile>.md from the runs file alone (nothing is trained), and summary.md: the
+    most thorough profile's report, the one the index quotes."""
     exp = get(name)
     _, body, finding, got = written(name, profile, results)
     runs, profile, status = got.runs, got.profile, got.status
@@ -123,9 +125,9 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     cmd = command(name, profile, n, exp.seeds(profile), "cuda" if on_gpu else "cpu", fuse)
     text = (R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n"
             + ("\n".join(status) + "\n" if status else "") + f"{body}\n")
-    # summary.md is the latest report; summary_<profile>.md keeps each profile's beside it
+    # summary_<profile>.md per profile; summary.md the one the index quotes, whichever profile ran last
     R.write_summary(out / f"summary_{profile}.md", text)
-    R.write_summary(out / "summary.md", text)
+    R.write_summary(out / "summary.md", best_summary(out).read_text())
     write_table(results, name, profile, runs)
     write_index(results)
     print(f"wrote {out / f'summary_{profile}.md'}\n{R.FINDING} {finding}")

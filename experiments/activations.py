@@ -31,7 +31,8 @@ TITLE = "activations: does the non-linearity matter?"
 CLAIM = "C8: the activation function is not so important; any non-linearity works fine, but there must be one."
 PROFILES = {"quick": dict(seeds=2, lrs=(0.1,)), "full": dict(seeds=5, lrs=(0.01, 0.03, 0.1, 0.3)),
             # the full pilot's confirmatory study (module docstring): minutes on 2 CPU cores
-            "confirm": dict(seeds=25, first_seed=1000, lrs=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0))}
+            # amended before any run at 0.001: identity without batchnorm chose 0.003, the declared grid's bottom
+            "confirm": dict(seeds=25, first_seed=1000, lrs=(0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0))}
 MARGIN = 0.01  # declared: within 1 point of held-out accuracy of ReLU is "about as well"
 SERIES = {"with batchnorm": True, "without batchnorm": False}
 BASE = Config(data="mnist", arch="simple_cnn", schedule="one_cycle", epochs=5, bs=64)
@@ -46,7 +47,7 @@ def search(profile: str) -> list[Config]:
 
 
 def grid(profile: str, runs=None) -> list[Config]:
-    return S.choose(cells(), PROFILES[profile]["lrs"], runs)
+    return S.choose(cells(), PROFILES[profile]["lrs"], runs, seed=EXPERIMENT.seed_list(profile).start)
 
 
 def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
@@ -97,7 +98,7 @@ def report(ctx) -> tuple[str, str]:
         S.section(cells(), PROFILES[ctx.profile]["lrs"], ctx.runs,
                   lambda c: f"{c.act}, {'with' if c.bn else 'without'} batchnorm",
                   "Search-split accuracy (four fifths of the training digits trained on, one fifth scored; seed "
-                  f"{EXPERIMENT.seed_list(ctx.profile).start}):")])
+                  f"{EXPERIMENT.seed_list(ctx.profile).start}):", seed=EXPERIMENT.seed_list(ctx.profile).start)])
     table = ctx.table
     if ctx.profile == "confirm" and not ctx.partial:
         answers, rec = found(table)

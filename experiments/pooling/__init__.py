@@ -125,7 +125,7 @@ def key(c) -> tuple:
 
 def arms(profile: str, runs: pd.DataFrame | None = None) -> dict[str, list[Config]]:
     "Each arm's cells at their searched rates."
-    return {arm: S.choose(cs, PROFILES[profile]["lrs"], runs, rate_group(profile))
+    return {arm: S.choose(cs, PROFILES[profile]["lrs"], runs, rate_group(profile), EXPERIMENT.seed_list(profile).start)
             for arm, cs in cells(profile).items()}
 
 

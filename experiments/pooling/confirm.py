@@ -10,7 +10,7 @@ from cnn_experiments import report as R
 from cnn_experiments import search as S
 from cnn_experiments import stats
 
-from . import PROFILES, cell_px, cells, figures, map_side, mechanism, rate_group
+from . import EXPERIMENT, PROFILES, cell_px, cells, figures, map_side, mechanism, rate_group
 from . import report as pilot
 
 PROFILE = "confirm"
@@ -207,7 +207,7 @@ def appendix(runs: pd.DataFrame) -> list[str]:
 
 def pooled_table(cs, lrs, searched: pd.DataFrame, name, group) -> pd.DataFrame:
     "Per rate group: mean search-split accuracy at each rate over its cells, and the chosen rate."
-    pick = {name(c): c.lr for c in S.choose(cs, lrs, searched, group)}
+    pick = {name(c): c.lr for c in S.choose(cs, lrs, searched, group, EXPERIMENT.seed_list(PROFILE).start)}
     rows = {}
     for c in cs:
         r = rows.setdefault(name(c), {"cells": name(c), **{f"{lr:g}": [] for lr in lrs}})
