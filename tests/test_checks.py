@@ -81,7 +81,7 @@ def test_a_report_without_runs_reads_the_same_on_another_day_and_commit(monkeypa
     for date, rev in (("2026-01-01T09:00:00", "1111111"), ("2027-06-30T18:00:00", "2222222")):
         monkeypatch.setattr(store, "provenance", lambda d=date, r=rev: dict(
             date=d, python="3.11.7", torch="2.14.1", fastai="2.8.12", git_rev=r))
-        texts.append(checks._body(report.header("t", "c", pd.DataFrame(), "cnn-exp run edge_filter", "quick")))
+        texts.append(report.unwritten(report.header("t", "c", pd.DataFrame(), "cnn-exp run edge_filter", "quick")))
     assert texts[0] == texts[1]
 
 

@@ -25,7 +25,7 @@ def test_profiles_hold_the_lessons_geometry_and_the_declared_search():
 def test_the_grid_takes_each_cells_searched_rate():
     search = P.search("medium")
     best = {(112, 12, "max"): 3e-2, (32, 28, "avg"): 3e-4}
-    runs = pd.DataFrame([dict(cell_id=c.cell_id, accuracy=0.9 if best.get(P.key(c)) == c.lr else 0.6,
+    runs = pd.DataFrame([dict(run_id=c.run_id, cell_id=c.cell_id, accuracy=0.9 if best.get(P.key(c)) == c.lr else 0.6,
                               valid_loss=0.3) for c in search])
     lrs = {P.key(c): c.lr for c in P.grid("medium", runs)}
     assert lrs[(112, 12, "max")] == 3e-2 and lrs[(32, 28, "avg")] == 3e-4
@@ -42,7 +42,8 @@ def test_the_confirmatory_threshold_rate_is_one_per_head_scored_over_its_sizes()
         if c.pool == "max" and c.obj_size != 28:  # the threshold arm (search runs carry no probes)
             return 0.95 if (c.obj_size, c.lr) == (12, 1e-3) else 0.8 if c.lr == 1e-2 else 0.5
         return 0.9 if c.lr == 3e-2 else 0.7
-    runs = pd.DataFrame([dict(cell_id=c.cell_id, accuracy=accuracy(c), valid_loss=0.3) for c in search])
+    runs = pd.DataFrame([dict(run_id=c.run_id, cell_id=c.cell_id, accuracy=accuracy(c), valid_loss=0.3)
+                         for c in search])
     chosen = {P.key(c): c.lr for c in P.grid("confirm", runs)}
     assert {lr for (canvas, size, head), lr in chosen.items() if head == "max" and canvas == 112 and size != 28} \
         == {1e-2}
