@@ -1,6 +1,6 @@
 """The fastai path vs a plain PyTorch loop: same model, data, batch size and optimiser, timed in one run.
 
-    python benchmarks/fastai_vs_plain.py                 # CPU; writes results/benchmarks/fastai_vs_plain_cpu.md
+    python benchmarks/fastai_vs_plain.py                 # CPU; writes benchmark_results/fastai_vs_plain_cpu.md
     python benchmarks/fastai_vs_plain.py --device cuda
 
 Rows: fastai's own DataLoader over a TensorDataset (per-item collation); our device-resident batch slicer
@@ -34,7 +34,7 @@ from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.errors import UserError
 from cnn_experiments.learner import CrossEntropy, Learner
 from cnn_experiments.models import simple_cnn
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.15, "cuda": 1.2}
@@ -94,7 +94,7 @@ def parser() -> Parser:
     p.add_argument("--bs", type=positive_int, default=256, help="batch size, images")
     p.add_argument("--n", type=positive_int, default=60000, help="training images per epoch (the digits, tiled)")
     p.add_argument("--rounds", type=positive_int, default=5, help="timed epochs per path, in turns; median kept")
-    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/fastai_vs_plain_<device>.md)")
+    output_options(p)
     return p
 
 
@@ -142,7 +142,7 @@ def main(a) -> None:
         f"median of {rounds} rounds after a warm-up; fastai's Adam (decoupled wd 0.01) and torch's AdamW "
         "with the same hyper-parameters", "",
         "| path | median seconds | range | images/s | vs plain |", "|---|---|---|---|---|", *rows, ""])
-    write_benchmark(text, Path(a.out or f"results/benchmarks/fastai_vs_plain_{device}.md"))
+    write_benchmark(text, benchmark_file(f"fastai_vs_plain_{device}", a))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the head comparison on one's own folder costs: 3 heads x 5 seeds on 200 photos, at 224 px and at 128 px.
 
-    python benchmarks/folder_cost.py          # writes results/benchmarks/folder_cost_cpu.md
+    python benchmarks/folder_cost.py          # writes benchmark_results/folder_cost_cpu.md
 
 The folder is `sample_folder(per_class=50)`: 200 real photos in 4 classes. Each setting is the README's command,
 `cnn-exp run pooling --data FOLDER` (EfficientNet-Lite0, fine_tune(4), the default heads and seeds), timed from
@@ -18,7 +18,7 @@ from cnn_experiments.cli import Parser, positive_int, script
 from cnn_experiments.executors import default_jobs
 from cnn_experiments.folder import sample_folder
 from cnn_experiments.folder_heads import HEADS, run_heads
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET_MIN = 30
@@ -33,7 +33,7 @@ def parser() -> Parser:
     p.add_argument("--epochs", type=positive_int, default=4, help="fine_tune epochs")
     p.add_argument("--jobs", type=positive_int, default=None, help="runs at once (default: one per core)")
     p.add_argument("--sizes", default="224,128", help="input sides to time, px, comma-separated")
-    p.add_argument("--out", default="results/benchmarks/folder_cost_cpu.md", help="markdown file for the result")
+    output_options(p)
     return p
 
 
@@ -65,7 +65,7 @@ def main(a) -> None:
         f"on `sample_folder(per_class={a.per_class})` ({n} photos, 4 classes, 80/20 split), from start to report; "
         "a run's time grows with the photos and with the square of the size", "",
         "| size | runs | wall minutes | seconds per run (one process) |", "|---|---|---|---|", *rows, ""])
-    write_benchmark(text, Path(a.out))
+    write_benchmark(text, benchmark_file("folder_cost_cpu", a))
 
 
 if __name__ == "__main__":

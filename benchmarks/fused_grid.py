@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
 from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
 from cnn_experiments.errors import UserError
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
 from cnn_experiments.sweep import run_sweep
 from cnn_experiments.train import device_name
@@ -40,7 +40,7 @@ def parser() -> Parser:
     p.add_argument("--fuse", type=positive_int, default=None, help="members per fused model (default: all seeds)")
     p.add_argument("--jobs", type=positive_int, default=1, help="fused models trained at once, in processes")
     p.add_argument("--results", default="results", help="where the study's runs are")
-    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/fused_grid_<profile>.md)")
+    output_options(p)
     return p
 
 
@@ -53,7 +53,7 @@ def main(a) -> None:
     if alone.groupby("cell_id")["seed"].nunique().reindex([c.cell_id for c in cells]).fillna(0).min() < seeds:
         raise UserError(f"--profile {a.profile}: the study's grid is not complete in {a.results}/pooling/runs.csv; "
                         f"run `cnn-exp run pooling --profile {a.profile}` first")
-    out = Path(a.out or f"results/benchmarks/fused_grid_{a.profile}.md")
+    out = benchmark_file(f"fused_grid_{a.profile}", a)
     cfgs = [c.replace(seed=s, device=a.device) for c in cells for s in range(seeds)]
     store = Store(out.with_suffix(".runs.csv"))
     for old in (store.path, store.curves_path):  # a benchmark times the whole grid: never a resumed part of it

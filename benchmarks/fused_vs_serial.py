@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import fused, train
 from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.config import Config
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.5, "cuda": 8.0}
@@ -33,7 +33,7 @@ def parser() -> Parser:
     p.add_argument("--k", type=positive_int, default=32, help="models (seeds)")
     p.add_argument("--epochs", type=positive_int, default=1, help="epochs per model")
     p.add_argument("--bs", type=positive_int, default=64, help="batch size")
-    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/fused_vs_serial_<device>.md)")
+    output_options(p)
     return p
 
 
@@ -65,7 +65,7 @@ def main(a) -> None:
         f"{acc['serial'].mean():.4f} |",
         f"| fused (`fused.run`, one model of {a.k} members) | {t_fused:.1f} | {60 * a.k / t_fused:.1f} | "
         f"{acc['fused'].mean():.4f} |", ""])
-    write_benchmark(text, Path(a.out or f"results/benchmarks/fused_vs_serial_{a.device}.md"))
+    write_benchmark(text, benchmark_file(f"fused_vs_serial_{a.device}", a))
 
 
 if __name__ == "__main__":

@@ -25,11 +25,11 @@ step() {  # step NAME CAP_SECONDS COMMAND...
   tar czf "$out/results.tgz" results
 }
 
-step roofline 90 python benchmarks/roofline.py --device cuda
-step plain 90 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3
-step serial 90 python benchmarks/fused_vs_serial.py --device cuda
-step precision 120 python benchmarks/precision.py --device cuda --profile medium
-step reproducibility 60 python benchmarks/reproducibility.py --device cuda
+step roofline 90 python benchmarks/roofline.py --device cuda --publish
+step plain 90 python benchmarks/fastai_vs_plain.py --device cuda --n 20000 --rounds 3 --publish
+step serial 90 python benchmarks/fused_vs_serial.py --device cuda --publish
+step precision 120 python benchmarks/precision.py --device cuda --profile medium --publish
+step reproducibility 60 python benchmarks/reproducibility.py --device cuda --publish
 # a fused model carries a column of the grid (heads x seeds, or heads x rates in the search); the jobs run the
 # CPU-side head-only probes of one model while the next trains
 step pooling 560 python -m cnn_experiments.cli run pooling --profile full --device cuda --fuse 60 --jobs 4

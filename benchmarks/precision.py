@@ -18,7 +18,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
 from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
 from cnn_experiments.train import device_name, run, tensors
 from experiments import pooling
@@ -37,7 +37,7 @@ def parser() -> Parser:
     p.add_argument("--heads", default="avg,max", help="pooling heads, comma-separated")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds per cell")
     p.add_argument("--results", default="results", help="where the committed search runs are (for the rates)")
-    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/precision_<device>.md)")
+    output_options(p)
     return p
 
 
@@ -76,7 +76,7 @@ def main(a) -> None:
         "| setting | seconds | time vs fp32 |", "|---|---|---|",
         *[f"| {n} | {seconds[n]:.1f} | {seconds[n] / seconds['fp32']:.2f}x |" for n in SETTINGS], "",
         stats.markdown(table), ""])
-    write_benchmark(text, Path(a.out or f"results/benchmarks/precision_{a.device}.md"))
+    write_benchmark(text, benchmark_file(f"precision_{a.device}", a))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.config import Config
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name, run
 
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc")
@@ -26,12 +26,12 @@ def parser() -> Parser:
     p = Parser(prog="reproducibility.py", description="the same run twice on one device")
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run")
-    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/reproducibility_<device>.md)")
+    output_options(p)
     return p
 
 
 def main(a) -> None:
-    device, epochs, out = a.device, a.epochs, a.out
+    device, epochs = a.device, a.epochs
     base = Config(data="scenes", arch="pooled_cnn", canvas=64, channels=(8, 16, 32, 64), obj_size=16,
                   n_scenes=2000, epochs=epochs, lr=1e-2, device=device).check()
     rows, worst = [], 0.0
@@ -51,7 +51,7 @@ def main(a) -> None:
         f"fit_one_cycle({epochs}, {base.lr:g}), seed 0, each head below run twice", "",
         "| head | " + " | ".join(f"{k} (1st / 2nd)" for k in METRICS) + " | largest difference |",
         "|---|" + "---|" * (len(METRICS) + 1), *rows, ""])
-    write_benchmark(text, Path(out or f"results/benchmarks/reproducibility_{device}.md"))
+    write_benchmark(text, benchmark_file(f"reproducibility_{device}", a))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """A training step of the full pooling profile against the device's limits: a roofline, measured in one run.
 
     python benchmarks/roofline.py                     # the CPU, as a sweep runs there (one thread)
-    python benchmarks/roofline.py --device cuda       # a GPU: writes results/benchmarks/roofline_cuda.md
+    python benchmarks/roofline.py --device cuda       # a GPU: writes benchmark_results/roofline_cuda.md
 
 The model is the full profile's (224 px scenes, stride-2 stages 8-16-32-64-64, max head). Counted per image:
 FLOPs of a forward and backward pass (torch's FLOP counter) and the bytes a step must move at the least (each
@@ -28,7 +28,7 @@ from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.errors import UserError
 from cnn_experiments.fused import Fused
 from cnn_experiments.models import pooled_cnn
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import RUN_THREADS, device_name
 
 CHANNELS = (8, 16, 32, 64, 64)
@@ -127,7 +127,7 @@ def parser() -> Parser:
     p.add_argument("--steps", type=positive_int, default=None, help="timed steps per setting (cpu 3, cuda 100)")
     p.add_argument("--bs", type=positive_int, default=64, help="batch size (the study's)")
     p.add_argument("--k", type=positive_int, default=None, help="members of the fused setting (cpu 4, cuda 32)")
-    p.add_argument("--out", default="", help="markdown file (default results/benchmarks/roofline_<device>.md)")
+    output_options(p)
     return p
 
 
@@ -186,7 +186,7 @@ def main(a) -> None:
         "|---|---|---|---|---|---|",
         *[f"| {n} | {r:,.0f} | {r / base:.2f}x | {r * c['flops'] / 1e9:,.1f} | {bounds[n][0]:,.0f} ({bounds[n][1]}) | "
           f"{r / bounds[n][0]:.1%} |" for n, r in rates.items()], ""])
-    write_benchmark(text, Path(a.out or f"results/benchmarks/roofline_{device}.md"))
+    write_benchmark(text, benchmark_file(f"roofline_{device}", a))
 
 
 if __name__ == "__main__":

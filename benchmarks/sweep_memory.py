@@ -1,6 +1,6 @@
 """Memory over a long sweep: does resident memory stay flat across hundreds of short runs?
 
-    python benchmarks/sweep_memory.py                 # 200 runs; writes results/benchmarks/sweep_memory.md
+    python benchmarks/sweep_memory.py                 # 200 runs; writes benchmark_results/sweep_memory.md
 
 Each run is a real fastai run (256 embedded digits, one epoch) appended to a throwaway runs file; the
 process's resident memory is read after every run. Target: no per-run growth beyond a small bound,
@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.cli import Parser, positive_int, script
 from cnn_experiments.config import Config
-from cnn_experiments.publish import benchmark_provenance, write_benchmark
+from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.sweep import run_sweep
 from cnn_experiments.train import device_name
 
@@ -36,12 +36,12 @@ def rss_mb() -> float:
 def parser() -> Parser:
     p = Parser(prog="sweep_memory.py", description="resident memory over a sweep of short runs")
     p.add_argument("--runs", type=positive_int, default=200, help="short runs in the sweep")
-    p.add_argument("--out", default="results/benchmarks/sweep_memory.md", help="markdown file for the result")
+    output_options(p)
     return p
 
 
 def main(a) -> None:
-    runs, out = a.runs, a.out
+    runs = a.runs
     base = Config(data="mnist", n_train=256, epochs=1, bs=64, lr=0.03)
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +65,7 @@ def main(a) -> None:
         "- work: each run is `run_sweep` of one config (256 embedded digits, one epoch, a fresh Learner), "
         "appended to a runs file; memory is VmRSS read after each run", "",
         "| after run | resident MB |", "|---|---|", *rows, ""])
-    write_benchmark(text, Path(out))
+    write_benchmark(text, benchmark_file("sweep_memory", a))
 
 
 if __name__ == "__main__":

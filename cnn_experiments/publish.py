@@ -147,6 +147,22 @@ def update_readme(readme: Path, results: Path) -> None:
     write_atomic(readme, text[:start] + "\n".join(lines) + text[end:])
 
 
+BENCHMARKS = Path("benchmark_results")  # a benchmark's report by default: git-ignored, so a run leaves git clean
+PUBLISHED = Path("results/benchmarks")  # --publish: the committed report, and the README's block refreshed
+
+
+def output_options(parser) -> None:
+    "A benchmark's --out and --publish (where its report goes: benchmark_file)."
+    parser.add_argument("--out", default="", help=f"markdown file for the report (default {BENCHMARKS}/NAME.md)")
+    parser.add_argument("--publish", action="store_true",
+                        help=f"replace the committed report in {PUBLISHED}/ and refresh the README's results block")
+
+
+def benchmark_file(name: str, args) -> Path:
+    "Where a benchmark writes `name`.md: --out as given, else the committed folder with --publish, else BENCHMARKS."
+    return Path(args.out) if args.out else (PUBLISHED if args.publish else BENCHMARKS) / f"{name}.md"
+
+
 MEASURES = "- measures:"  # a benchmark report's line naming the code it measures (checks.stale_benchmarks)
 
 

@@ -36,7 +36,7 @@ METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds",
 PROVENANCE = ("date", "python", "torch", "fastai", "git_rev")
 CHECKSUM = "checksum"
 HEADER = (*META, *C.FIELDS, *METRICS, *PROVENANCE)
-REQUIRED = ("run_id", "cell_id", "profile", "seed", "accuracy", "train_loss", "valid_loss", "device")
+REQUIRED = ("run_id", "cell_id", "profile", "seed", "accuracy", "train_loss", "valid_loss", "device", CHECKSUM)
 RANGES = {  # column -> (lowest, highest, may be empty or NaN)
     "accuracy": (0, 1, True), "auc": (0, 1, True), "train_loss": (0, math.inf, True),
     "valid_loss": (0, math.inf, True), "seconds": (0, math.inf, True), "epochs_run": (0, math.inf, True),
@@ -59,7 +59,7 @@ class Runs:
     rows: pd.DataFrame
     bad: list[BadRow] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # required columns the file lacks: every row is bad
-    legacy: bool = False  # written by a version without checksums or with device-specific ids: upgrade on write
+    legacy: bool = False  # written before the config gained fields: rewritten with every column on write
 
 
 def checksum(cells: list[str]) -> str:
@@ -107,24 +107,19 @@ class Store:
         if header is None or missing:
             why = f"no column {', '.join(missing)}" if header else "the header is not text"
             return Runs(pd.DataFrame(columns=list(HEADER)), [BadRow(1, why, data)], missing or ["(header)"])
-        checked = CHECKSUM in header
-        legacy = not checked
         good, bad, seen = [], [], {}
         for n, raw in enumerate(lines[1:], start=2):
             if not raw and n == len(lines):
                 continue  # the empty string after the last newline
             cells = _fields(raw)
-            why = self._why_bad(header, cells, checked)
+            why = self._why_bad(header, cells)
             if why is None:
                 row = dict(zip(header, cells))
                 cfg = C.from_row(row)
-                if checked and row["run_id"] != cfg.run_id:
+                if row["run_id"] != cfg.run_id:
                     why = f"run_id {row['run_id']} is not its config's ({cfg.run_id})"
-                elif not checked and cfg.data == "scenes":
-                    why = "made by an older scene generator (clutter counts rounded per canvas)"
                 else:
-                    legacy |= row["run_id"] != cfg.run_id
-                    row["run_id"], row["cell_id"] = cfg.run_id, cfg.cell_id
+                    row["cell_id"] = cfg.cell_id
                     key = (row["run_id"], row["device"])
                     if key in seen:
                         why = f"the same run on the same device as line {seen[key]}"
@@ -139,17 +134,15 @@ class Store:
         w.writerow(header)
         w.writerows(good)
         df = pd.read_csv(io.StringIO(buf.getvalue()), dtype={"run_id": str, "cell_id": str, "profile": str})
-        if CHECKSUM in df:
-            df = df.drop(columns=CHECKSUM)
-        return Runs(df, bad, [], legacy or any(c not in header for c in HEADER))
+        return Runs(df.drop(columns=CHECKSUM), bad, [], any(c not in header for c in HEADER))
 
-    def _why_bad(self, header: list[str], cells: list[str] | None, checked: bool) -> str | None:
+    def _why_bad(self, header: list[str], cells: list[str] | None) -> str | None:
         if cells is None:
             return "not a line of text"
         if len(cells) != len(header):
             return f"{len(cells)} fields where the header has {len(header)}"
         row = dict(zip(header, cells))
-        if checked and checksum([c for h, c in zip(header, cells) if h != CHECKSUM]) != row[CHECKSUM]:
+        if checksum([c for h, c in zip(header, cells) if h != CHECKSUM]) != row[CHECKSUM]:
             return "its checksum does not match its fields (changed or torn)"
         if not re.fullmatch(r"[0-9a-f]{12}", row["run_id"]):
             return f"run_id {row['run_id']!r} is not a run id"

@@ -98,6 +98,17 @@ def load(name: str, profile: str | None, results: Path = Path("results")) -> Loa
     return Loaded(runs, labelled, table, status, store, profile)
 
 
+def power_section(ctx: R.Context, table: pd.DataFrame, pilot: str, comparisons, seeds: int, label=None,
+                  partial: bool = False) -> str:
+    """A confirmatory report's Power table: its `comparisons` on the `pilot` profile's runs at the declared `seeds`
+    (planned) beside `table`'s own spread (achieved). `label`: the pilot's runs as the family reads them;
+    `partial`: a row the pilot has no runs for (a new control) is planned as unknown."""
+    got = load(ctx.out.name, pilot, ctx.results)
+    runs = label(got) if label else got.labelled
+    planned = stats.planned(stats.compare(runs, comparisons, partial=partial), seeds)
+    return R.power_plan(table, planned, seeds, f"summary_{pilot}.md")
+
+
 def written(name: str, profile: str | None, results: Path = Path("results")) -> tuple[R.Context, str, str, Loaded]:
     "The report of a profile: its context (with every verdict table it decided), body and finding."
     exp = get(name)

@@ -26,6 +26,7 @@ from cnn_experiments import search as S
 from cnn_experiments.config import ACTIVATIONS, Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
+from cnn_experiments.study import power_section
 
 TITLE = "activations: does the non-linearity matter?"
 CLAIM = "C8: the activation function is not so important; any non-linearity works fine, but there must be one."
@@ -104,7 +105,7 @@ def report(ctx) -> tuple[str, str]:
         answers, rec = found(table)
         body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", f"**Recommendation:** {rec}.",
                           "", body, "", "## Power", "",
-                          R.power_plan(table, pilot_plan(ctx), PROFILES["confirm"]["seeds"], "summary_full.md")])
+                          power_section(ctx, table, "full", comparisons("confirm"), PROFILES["confirm"]["seeds"])])
     eq = table[table["expect"] == "equivalent"]
     finding = (f"non-linearities equivalent to ReLU within ±{MARGIN}: {int((eq['outcome'] == 'equivalent').sum())} "
                f"of {len(eq)}; identity below ReLU: "
@@ -112,14 +113,6 @@ def report(ctx) -> tuple[str, str]:
                            for r in table[table["expect"] == "less"].itertuples())
                + f" (n={int(runs.groupby('cell_id')['seed'].nunique().min())}): C8 {word}.")
     return body, finding
-
-
-def pilot_plan(ctx) -> list[float]:
-    "The confirmatory family's planned power: its comparisons on the full pilot's runs, at the declared seeds."
-    from cnn_experiments.stats import compare, planned
-    from cnn_experiments.study import load
-    return planned(compare(load("activations", "full", ctx.results).labelled, comparisons("confirm")),
-                   PROFILES["confirm"]["seeds"])
 
 
 def found(table: pd.DataFrame) -> tuple[list[str], str]:

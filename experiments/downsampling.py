@@ -27,6 +27,7 @@ from cnn_experiments import search as S
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
+from cnn_experiments.study import power_section
 
 TITLE = "downsampling: the body's way down, at equal parameters and at equal cost"
 CLAIM = ("C5: a stride-2 convolution, a stride-1 convolution + 2x2 max pool and a stride-1 convolution + 2x2 "
@@ -189,20 +190,12 @@ def report(ctx) -> tuple[str, str]:
         answers, rec = found(t)
         body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", f"**Recommendation:** {rec}.",
                           "", body, "", "## Power", "",
-                          R.power_plan(t, pilot_plan(ctx), PROFILES["confirm"]["seeds"], "summary_full.md")])
+                          power_section(ctx, t, "full", confirmed(), PROFILES["confirm"]["seeds"])])
         return body, f"C5 {word}: " + " ".join(a.replace("**", "") for a in answers) + f" Recommendation: {rec}."
     finding = (f"at matched cost, {int((t['outcome'] == 'equivalent').sum())} of {len(t)} comparisons equivalent "
                f"within ±{MARGIN} (" + "; ".join(f"{r.comparison} {R.signed(r.effect)}: {r.outcome}"
                                                 for r in t.itertuples()) + f"): C5 {word}.")
     return body, finding
-
-
-def pilot_plan(ctx) -> list[float]:
-    "The confirmatory family's planned power: its comparisons on the full pilot's runs, at the declared seeds."
-    from cnn_experiments.stats import compare, planned
-    from cnn_experiments.study import load
-    return planned(compare(load("downsampling", "full", ctx.results).labelled, confirmed()),
-                   PROFILES["confirm"]["seeds"])
 
 
 def found(table: pd.DataFrame) -> tuple[list[str], str]:

@@ -32,6 +32,7 @@ from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.pretrained import OFFLINE
 from cnn_experiments.stats import Comparison
+from cnn_experiments.study import power_section
 
 TITLE = "fine_tune: a pretrained body vs training from scratch, by number of labels"
 CLAIM = ("C4: a pretrained network fine-tuned with `Learner.fine_tune` beats training from scratch, most with "
@@ -43,7 +44,7 @@ PROFILES = {
     "medium": dict(seeds=5, per_class=(1, 5, 20, 50), px=128, search=True),
     # fastbook's 224 px (a GPU's work)
     "full": dict(seeds=5, per_class=(1, 5, 20, 50), px=224, search=True),
-    # the medium pilot's confirmatory study (module docstring): about 2 hours on 2 CPU cores
+    # the medium pilot's confirmatory study (module docstring): hours on 2 CPU cores (120 EfficientNet runs)
     "confirm": dict(seeds=20, first_seed=1000, per_class=(1, 5, 20), px=128, search=True, vary_data=True,
                     methods=("fine_tune, BN statistics kept", "same arch, random init", "simple_cnn from scratch"),
                     wider=True),
@@ -222,7 +223,7 @@ def report(ctx) -> tuple[str, str]:
             answers, rec = found(ctx.table)
             body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "",
                               f"**Recommendation:** {rec}.", "", body, "", "## Power", "",
-                              R.power_plan(ctx.table, pilot_plan(ctx), p["seeds"], "summary_medium.md")])
+                              power_section(ctx, ctx.table, "medium", confirmed(), p["seeds"])])
             return body, f"C4 {word}: " + " ".join(a.replace("**", "") for a in answers) + f" Recommendation: {rec}."
         return body, f"C4 {word}: the confirmatory grid is not complete (numbers only)."
     finding = (f"grey digits, transfer from ImageNet at {p['px']} px: C4 {word} ("
@@ -232,13 +233,6 @@ def report(ctx) -> tuple[str, str]:
                                                       f" {p['per_class'][-1]} per class")))
                + f"; most with few labels: {ctx.table['outcome'].iloc[-1]}).")
     return body, finding
-
-
-def pilot_plan(ctx) -> list[float]:
-    "The confirmatory family's planned power: its comparisons on the medium pilot's runs, at the declared seeds."
-    from cnn_experiments.study import load
-    return stats.planned(stats.compare(load("fine_tune", "medium", ctx.results).labelled, confirmed()),
-                         PROFILES["confirm"]["seeds"])
 
 
 def found(table: pd.DataFrame) -> tuple[list[str], str]:

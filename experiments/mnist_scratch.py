@@ -30,6 +30,7 @@ from cnn_experiments.data import HELD_OUT_PER_CLASS
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.kernels import edge_match
 from cnn_experiments.stats import Comparison
+from cnn_experiments.study import power_section
 
 TITLE = "mnist_scratch: fastbook chapter 13's simple_cnn, from scratch"
 CLAIM = ("C2, C3: a CNN of stride-2 convolutions classifies MNIST well; batchnorm and the 1cycle schedule "
@@ -180,7 +181,8 @@ def report(ctx) -> tuple[str, str]:
     if ctx.profile == "confirm" and not ctx.partial:
         answers = found(table, edge)
         body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", body, "", "## Power", "",
-                          R.power_plan(table, pilot_plan(ctx), PROFILES["confirm"]["seeds"], "summary_full.md")])
+                          power_section(ctx, table, "full", confirmed(), PROFILES["confirm"]["seeds"],
+                                        label=lambda got: with_kernels(got.labelled, got.store), partial=True)])
         return body, f"C2, C3 {word}: " + " ".join(a.replace("**", "") for a in answers)
     finding = (f"BN + fit_one_cycle(5, 0.1) reaches {R.cells(best.to_frame().T)[0]} held-out accuracy on the "
                f"embedded digits (n={int(best['n'])}, the book's 0.9912 on full MNIST); C2, C3 {word} "
@@ -188,14 +190,6 @@ def report(ctx) -> tuple[str, str]:
     return body, finding
 
 
-def pilot_plan(ctx) -> list[float]:
-    "The confirmatory family's planned power: its comparisons on the full pilot's runs (no control there)."
-    from cnn_experiments.stats import compare, planned
-    from cnn_experiments.study import load
-    got = load("mnist_scratch", "full", ctx.results)
-    # partial: the control has no pilot runs, so its row has no spread to plan from
-    return planned(compare(with_kernels(got.labelled, got.store), confirmed(), partial=True),
-                   PROFILES["confirm"]["seeds"])
 
 
 def found(table: pd.DataFrame, edge: pd.Series) -> list[str]:

@@ -2,12 +2,14 @@
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from cnn_experiments import checks, cli
 from experiments import pooling as P
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4,), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
 
 
@@ -106,3 +108,14 @@ def test_the_results_table_has_a_row_per_arm_and_the_check_covers_it(results):
     (results / "results.csv").write_text((results / "results.csv").read_text().replace("pooling,", "other,", 1))
     assert checks.stale_summaries(results) == [  # a row the reports would not write, in the table and its view
         f"{results / t}: missing or stale; `cnn-exp report NAME` rewrites it" for t in ("results.csv", "results.md")]
+
+
+def test_a_benchmark_writes_into_the_git_ignored_folder_unless_told_to_publish():
+    from argparse import Namespace
+
+    from cnn_experiments.publish import BENCHMARKS, PUBLISHED, benchmark_file
+    assert benchmark_file("roofline_cpu", Namespace(out="", publish=False)) == BENCHMARKS / "roofline_cpu.md"
+    assert benchmark_file("roofline_cpu", Namespace(out="", publish=True)) == PUBLISHED / "roofline_cpu.md"
+    assert benchmark_file("roofline_cpu", Namespace(out="x/y.md", publish=True)) == Path("x/y.md")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(BENCHMARKS / "roofline_cpu.md")], cwd=ROOT)
+    assert ignored.returncode == 0  # a user's benchmark run leaves `git status` clean

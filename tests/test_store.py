@@ -98,19 +98,25 @@ def test_the_same_run_twice_on_one_device_is_a_duplicate(made):
     assert [b.why for b in Store(made).read().bad] == ["the same run on the same device as line 2"]
 
 
-def test_a_runs_file_of_the_previous_version_is_upgraded(tmp_path, made):
-    old = pd.read_csv(made).drop(columns=["checksum", "width", "epochs_run"])
-    old["run_id"] = "0123456789ab"  # the previous version's ids also hashed the device
-    old.loc[2, "data"] = "scenes"  # a scene made by the previous generator
+def test_a_runs_file_written_before_the_config_gained_fields_is_upgraded(made):
+    from cnn_experiments.store import CHECKSUM, checksum
+    old = pd.read_csv(made, dtype=str, keep_default_na=False).drop(columns=["width", "epochs_run"])
+    fields = [c for c in old.columns if c != CHECKSUM]
+    old[CHECKSUM] = [checksum(list(r)) for r in old[fields].itertuples(index=False)]  # as that version wrote it
     old.to_csv(made, index=False)
     runs = Store(made).read()
-    assert runs.legacy and list(runs.rows["run_id"]) == [c.run_id for c in GRID[:2]]
-    assert "older scene generator" in runs.bad[0].why
+    assert runs.legacy and not runs.bad and list(runs.rows["run_id"]) == [c.run_id for c in GRID[:3]]
     store = Store(made)
     with store.writer():
         store.prepare(echo=lambda s: None)
     back = Store(made).read()
     assert not back.legacy and not back.bad and (back.rows["width"] == 1.0).all()
+
+
+def test_a_runs_file_without_checksums_is_set_aside_whole(made):
+    pd.read_csv(made).drop(columns=["checksum"]).to_csv(made, index=False)
+    runs = Store(made).read()
+    assert runs.missing == ["checksum"] and runs.rows.empty and "no column checksum" in runs.bad[0].why
 
 
 def test_an_unwritable_results_path_is_one_line_before_any_training(tmp_path, monkeypatch):
