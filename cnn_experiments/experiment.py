@@ -28,7 +28,8 @@ class Experiment:
     grid: Callable[[str, pd.DataFrame | None], list[Config]]  # the cells of a profile, given the search's runs
     report: Callable[[Context], tuple[str, str]]  # the summary's body and its one-line finding
     comparisons: Callable[[str], list] = lambda profile: []  # declared before the runs: stats.Comparison each
-    search: Callable[[str], list[Config]] = lambda profile: []  # nuisance-parameter runs, on the search split
+    # nuisance-parameter runs on the search split, given the search's runs so far (a declared grid may grow)
+    search: Callable[[str, pd.DataFrame | None], list[Config]] = lambda profile, runs=None: []
     keep: Callable[[Config, str], tuple[str, ...]] = lambda cfg, profile: ()  # state-dict entries a report draws
     label: Callable[[pd.DataFrame, str], pd.DataFrame] = lambda runs, profile: runs  # derived columns for tables
     needs_runs: bool = True  # edge_filter draws from the data alone

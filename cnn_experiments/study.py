@@ -43,8 +43,10 @@ def do_run(name: str, profile: str, device: str = "cpu", seeds: int | None = Non
     how = dict(jobs=jobs or default_jobs(device), fuse=fuse, executor=executor, address=address,
                keep=lambda c: exp.keep(c, profile), command=cmd)
     with store.writer(cmd):
-        search = [c.replace(device=device) for c in exp.search(profile)]
-        searched = run_sweep(search, store, profile, **how) if search else None
+        search, searched = [], None
+        # round by round: a grid declared to grow asks for its next rate once the last round has run
+        while (more := [c.replace(device=device) for c in exp.search(profile, searched)]) != search:
+            search, searched = more, run_sweep(more, store, profile, **how)
         cfgs = [c.replace(seed=s, device=device) for c in exp.grid(profile, searched)
                 for s in exp.seed_list(profile, n)]
         if cfgs:
@@ -77,7 +79,7 @@ def load(name: str, profile: str | None, results: Path = Path("results")) -> Loa
     if profile is None:  # the profile of the last run written
         profile = str(runs["profile"].iloc[-1]) if len(runs) else next(iter(exp.profiles))
     exp.check_profile(profile)
-    grid, search = exp.grid(profile, runs), exp.search(profile)
+    grid, search = exp.grid(profile, runs), exp.search(profile, runs)
     # a profile's runs are its grid's cells at its seeds (more if it was run with --seeds), whichever profile
     # first made them: profiles that share a cell share its runs
     first = exp.seed_list(profile).start

@@ -43,7 +43,7 @@ def cells() -> list[Config]:
     return [BASE.replace(bn=bn, act=a) for bn in SERIES.values() for a in ACTIVATIONS]
 
 
-def search(profile: str) -> list[Config]:
+def search(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
     return S.search_runs(cells(), PROFILES[profile]["lrs"], EXPERIMENT.seed_list(profile).start)
 
 

@@ -44,7 +44,7 @@ def cells(profile: str) -> list[Config]:
             for b in BENCHMARKS.values() for h in HEADS]
 
 
-def search(profile: str) -> list[Config]:
+def search(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
     return S.search_runs(cells(profile), PROFILES[profile]["lrs"])
 
 

@@ -89,7 +89,7 @@ def arms(task: str, profile: str) -> list[Config]:
     return [arm_config(task, a, profile) for a in ARMS]
 
 
-def search(profile: str) -> list[Config]:
+def search(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
     first = EXPERIMENT.seed_list(profile).start
     return [c for t in TASKS for c in S.search_runs(arms(t, profile), rates(t, profile), first)]
 

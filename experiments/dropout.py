@@ -59,7 +59,7 @@ def cells(profile: str = "full") -> list[Config]:
     return list(dict.fromkeys(base.replace(**{field: p}) for field in SERIES.values() for p in PS))
 
 
-def search(profile: str) -> list[Config]:
+def search(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
     return S.search_runs(cells(profile), PROFILES[profile]["lrs"], EXPERIMENT.seed_list(profile).start)
 
 

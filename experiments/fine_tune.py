@@ -16,7 +16,8 @@ at the label counts where the pilot's differences were within a few points (1, 5
 20 fresh seeds (1000 on), each drawing its own labelled digits, paired by seed (both methods see one seed's
 digits); margin 0.05, the power rule's count with the pilot's per-seed spread. Each method and size keeps the
 rate chosen on the search split (seed 0's fixed digits, as in the pilot), from grids a step higher than the
-pilot's, where its choices sat at the top.
+pilot's, where its choices sat at the top; a choice at either edge of its grid grows that grid a step past it
+(up to two steps) until the choice is interior.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ PROFILES = {
     # the medium pilot's confirmatory study (module docstring): hours on 2 CPU cores (120 EfficientNet runs)
     "confirm": dict(seeds=20, first_seed=1000, per_class=(1, 5, 20), px=128, search=True, vary_data=True,
                     methods=("fine_tune, BN statistics kept", "same arch, random init", "simple_cnn from scratch"),
-                    wider=True),
+                    wider=True, grow=2),
 }
 STEPS, BS, FROZEN_STEPS = 80, 32, 8  # optimiser steps a run aims for; batch size; fine_tune's head-alone steps
 FT, KEPT, PROBE, RANDOM, SCRATCH = ("fine_tune", "fine_tune, BN statistics kept", "head only, body frozen",
@@ -92,16 +93,22 @@ def rates(profile: str, method: str) -> tuple[float, ...]:
     return lrs if PROFILES[profile]["search"] else (lrs[1],)
 
 
-def search(profile: str) -> list[Config]:
+def grow(profile: str) -> int:
+    "Steps a grid grows past an edge choice (search.py)."
+    return PROFILES[profile].get("grow", 0)
+
+
+def search(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
     "Seed 0's fixed labelled digits on the search split, as in the pilot (its runs are shared where they match)."
-    return [c for m in methods(profile) for c in S.search_runs(method_cells(profile, m), rates(profile, m))]
+    return [c for m in methods(profile)
+            for c in S.search_runs(method_cells(profile, m), rates(profile, m), runs=runs, grow=grow(profile))]
 
 
 def grid(profile: str, runs=None) -> list[Config]:
     "Each method and size at its chosen rate; (vary_data) each seed then draws its own labelled digits."
     draw = PROFILES[profile].get("vary_data", False)
     return [c.replace(vary_data=draw) for m in methods(profile)
-            for c in S.choose(method_cells(profile, m), rates(profile, m), runs)]
+            for c in S.choose(method_cells(profile, m), rates(profile, m), runs, grow=grow(profile))]
 
 
 def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
@@ -110,7 +117,7 @@ def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     ids = {}
     for m in METHODS:
         for c in method_cells(profile, m):
-            for lr in {*METHODS[m][1], *WIDER.get(m, ())}:
+            for lr in {float(x) for x in runs["lr"].unique()}:  # whichever rate its grid (grown or not) chose
                 for draw in (False, True):
                     ids[c.replace(lr=lr, vary_data=draw).cell_id] = m
     return runs.assign(method=runs["cell_id"].map(ids), per_class=runs["n_train"] // 10)
@@ -188,10 +195,10 @@ def report(ctx) -> tuple[str, str]:
     diag = ctx.compare(runs, diagnostics(ctx.profile)) if FT in ms else None
     t = R.pivot(s, "per_class", "method", columns=ms)
     t.index.name = "labels per class"
-    lr = {(r.method, r.per_class): r.lr for r in runs.drop_duplicates(["method", "per_class"]).itertuples()}
-    lrs = pd.DataFrame({m: [f"{lr[m, k]:g}" if (m, k) in lr else "not chosen yet" for k in p["per_class"]]
-                        for m in ms},
-                       index=pd.Index(p["per_class"], name="labels per class"))
+    searched = ctx.store.read().rows
+    lr_tables = [S.table(method_cells(ctx.profile, m), rates(ctx.profile, m), searched,
+                         lambda c, m=m: f"{m}, {c.n_train // 10} per class", grow=grow(ctx.profile)) for m in ms]
+    grown = f", each grid grown a step past an edge choice (at most {grow(ctx.profile)})" if grow(ctx.profile) else ""
     sched = ", ".join(f"{k} per class: bs {schedule(10 * k)[0]} x {schedule(10 * k)[1]} epochs "
                       f"({schedule(10 * k)[2]} frozen)" for k in p["per_class"])
     advice = batchnorm_advice(diag, p["per_class"]) if diag is not None else ""
@@ -214,10 +221,10 @@ def report(ctx) -> tuple[str, str]:
            f"Recommended from these numbers: {advice}.", ""] if diag is not None else []),
         "## Learning rate per method and size", "",
         ("Searched on the search split (the labelled digits drawn from four fifths of the training digits, "
-         "scored on the other fifth; seed 0), from "
-         + "; ".join(f"{m}: {', '.join(f'{x:g}' for x in rates(ctx.profile, m))}" for m in ms) + ". Chosen:")
-        if p["search"] else "One declared rate per method (the middle of its search grid), not searched:", "",
-        lrs.to_markdown()])
+         f"scored on the other fifth; seed 0){grown}: search-split accuracy at each rate, and the rate chosen.\n\n"
+         + "\n\n".join(t.to_markdown(index=False) for t in lr_tables)) if p["search"] else
+        "One declared rate per method (the middle of its search grid), not searched: "
+        + "; ".join(f"{m}: {rates(ctx.profile, m)[0]:g}" for m in ms) + "."])
     if ctx.profile == "confirm":
         if not ctx.partial:
             answers, rec = found(ctx.table)

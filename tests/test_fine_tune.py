@@ -269,7 +269,7 @@ def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
     runs.write_text("\n".join(r for r in rows if "fine_tune_bn_kept" not in r) + "\n")  # one method not run yet
     assert cli.main(["report", "fine_tune", "--profile", "quick", "--results", str(tmp_path)]) == 0
     partial = (tmp_path / "fine_tune" / "summary_quick.md").read_text()
-    for part in ("## Status: the grid is not complete", "| not run ", "| not chosen yet ",
+    for part in ("## Status: the grid is not complete", "| not run ", "One declared rate per method",
                  "| fine_tune, BN statistics kept - fine_tune, 2 per class | > 0 | paired t | 0 seeds | – [–] |"):
         assert part in partial, part
 

@@ -104,7 +104,7 @@ def cells(profile: str) -> dict[str, list[Config]]:
     }
 
 
-def search(profile: str) -> list[Config]:
+def search(profile: str, runs: pd.DataFrame | None = None) -> list[Config]:
     "The declared search: every cell of every arm at every rate, one seed, trained and scored on the search split."
     todo = S.search_runs([c for arm in cells(profile).values() for c in arm], PROFILES[profile]["lrs"],
                          EXPERIMENT.seed_list(profile).start)
