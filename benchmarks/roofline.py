@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.cli import DEVICES, Parser, positive_int, script
@@ -58,37 +58,25 @@ def counts(model: nn.Module, side: int = 224) -> dict:
     return dict(flops=fc.get_total_flops() / 8, least=3 * 4 * stage[0] / 8, executed=3 * 4 * layer[0] / 8)
 
 
+def seconds(stmt, runs: int, warmup: int = 2) -> float:
+    "Mean seconds of one call of `stmt` over `runs` calls after `warmup`: torch.utils.benchmark (it syncs a GPU)."
+    timer = Timer("stmt()", globals={"stmt": stmt}, num_threads=torch.get_num_threads())
+    timer.timeit(warmup)  # first-call allocations, compilation, autotuning
+    return timer.timeit(runs).mean
+
+
 def bandwidth(device: str) -> float:
     "Bytes per second of a large device-to-device copy (read + write)."
     n = 1 << 27
     a, b = torch.empty(n, device=device), torch.empty(n, device=device)
-    for _ in range(2):
-        b.copy_(a)
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(5):
-        b.copy_(a)
-    sync(device)
-    return 5 * 2 * 4 * n / (time.perf_counter() - t)
+    return 2 * 4 * n / seconds(lambda: b.copy_(a), 5)
 
 
 def peak(device: str, dtype: torch.dtype) -> float:
     "FLOP/s of a large square matmul at `dtype`: the arithmetic ceiling at the threads the run has."
     n, reps = (2048, 3) if device == "cpu" else (8192, 20)
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    sync(device)
-    return reps * 2 * n**3 / (time.perf_counter() - t)
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+    return 2 * n**3 / seconds(lambda: a @ b, reps)
 
 
 def rate(device: str, bs: int, steps: int, k: int = 1, channels_last=False, bf16=False, compile=False) -> float:
@@ -111,14 +99,7 @@ def rate(device: str, bs: int, steps: int, k: int = 1, channels_last=False, bf16
         loss.backward()
         opt.step()
         opt.zero_grad()
-    for _ in range(3):
-        step()  # warm-up: compilation, autotuning, allocations
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    return steps * bs * k / (time.perf_counter() - t)
+    return bs * k / seconds(step, steps, warmup=3)
 
 
 def parser() -> Parser:
