@@ -107,11 +107,14 @@ def table(cells: list[Config], lrs: tuple[float, ...], runs: pd.DataFrame, name,
     columns = sorted({lr for grid in grids for lr in grid})
     rows = []
     for c, grid, pick in zip(cells, grids, chosen):
-        row = {"cell": name(c)}
+        row, ran = {"cell": name(c)}, []
         for lr in columns:
             g = runs[runs["run_id"] == searched(c, lr, seed).run_id]
             row[f"{lr:g}"] = f"{g['accuracy'].mean():.3f}" if len(g) else "-"
-        row["chosen"] = f"{pick.lr:g}" + (" (edge)" if len(grid) > 1 and pick.lr in (min(grid), max(grid)) else "")
+            ran += [lr] if len(g) and lr in grid else []
+        pending = [f"{lr:g}" for lr in grid if lr not in ran]
+        row["chosen"] = (f"{pick.lr:g}" + (" (edge)" if len(ran) > 1 and pick.lr in (min(ran), max(ran)) else "")
+                         + (f" ({', '.join(pending)} not run yet)" if pending and ran else ""))
         rows.append(row)
     return pd.DataFrame(rows).drop_duplicates("cell")
 

@@ -41,6 +41,7 @@ def test_a_grid_without_growth_keeps_its_edge_choice():
 def test_a_declared_growth_adds_the_next_rate_past_an_edge_choice_until_it_is_interior():
     top = {0.001: 0.1, 0.003: 0.2, 0.01: 0.3, 0.03: 0.9}
     assert rates(S.search_runs([CELL], LRS, runs=ran(top), grow=2)) == [*LRS, 0.1]
+    assert S.table([CELL], LRS, ran(top), str, grow=2)["chosen"].tolist() == ["0.03 (edge) (0.1 not run yet)"]
     interior = ran({**top, 0.1: 0.4})  # the new rate is worse: 0.03 is now inside the grid
     assert rates(S.search_runs([CELL], LRS, runs=interior, grow=2)) == [*LRS, 0.1]
     assert S.choose([CELL], LRS, interior, grow=2)[0].lr == 0.03
