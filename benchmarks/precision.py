@@ -1,7 +1,7 @@
 """bf16 autocast and channels_last against fp32: their speed and whether they keep accuracy, from one run.
 
     python benchmarks/precision.py                     # CPU, the pooling study's quick geometry (64 px)
-    python benchmarks/precision.py --profile medium    # the 112 px geometry of the medium and confirm studies
+    python benchmarks/precision.py --profile medium --sizes 20   # 112 px, the medium and confirm studies' geometry
 
 Every setting trains the same pooling cells (sizes x heads) for the same seeds, at the rates the committed
 search chose, one run at a time as a sweep runs them. The report gives each setting's training time relative
@@ -86,7 +86,8 @@ def main(a) -> None:
         stats.markdown(table), "",
         "Held-out accuracy per cell and setting (mean over seeds; numbers, not tests):", "",
         cells_table.to_markdown(floatfmt=".4f"), ""])
-    write_benchmark(text, benchmark_file(f"precision_{a.device}", a))
+    geometry = "" if a.profile == "quick" else f"_{a.profile}"
+    write_benchmark(text, benchmark_file(f"precision_{a.device}{geometry}", a))
 
 
 if __name__ == "__main__":
