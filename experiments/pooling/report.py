@@ -120,6 +120,9 @@ def share_of_map(m: int, profile: str) -> float:
 def head_only(thr: pd.DataFrame, profile: str) -> list[str]:
     hs = heads(profile)
     probes = [f"probe_{h}" for h in hs]
+    if not PROFILES[profile].get("probe", True):
+        return ["## Head-only arm", "", f"The {profile} profile does not probe its bodies; the medium and confirm "
+                "profiles fit every head afresh on each threshold run's frozen body."]
     if thr.empty or thr[probes].isna().all().all():
         return ["## Head-only arm", "", "No probes yet."]
     size = differing_size(thr)
