@@ -1,10 +1,12 @@
-"""What the head comparison on one's own folder costs: 3 heads x 5 seeds on 200 photos, at 224 px and at 128 px.
+"""What the head comparison on one's own folder costs: 3 heads x 5 seeds on 200 photos, at 224 px and at 128 px,
+and at 128 px with `--precision bf16 --channels-last`.
 
     python benchmarks/folder_cost.py          # writes benchmark_results/folder_cost_cpu.md
 
 The folder is `sample_folder(per_class=50)`: 200 real photos in 4 classes. Each setting is the README's command,
 `cnn-exp run pooling --data FOLDER` (EfficientNet-Lite0, fine_tune(4), the default heads and seeds), timed from
 start to its report, into a throwaway results folder. Target: the 224 px comparison in 30 minutes or less.
+The fast setting's time is a ratio to fp32's at the same size, from the same run of this script.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments.cli import Parser, positive_int, script
+from cnn_experiments.errors import UserError
 from cnn_experiments.executors import default_jobs
 from cnn_experiments.folder import sample_folder
 from cnn_experiments.folder_heads import HEADS, run_heads
@@ -33,6 +36,7 @@ def parser() -> Parser:
     p.add_argument("--epochs", type=positive_int, default=4, help="fine_tune epochs")
     p.add_argument("--jobs", type=positive_int, default=None, help="runs at once (default: one per core)")
     p.add_argument("--sizes", default="224,128", help="input sides to time, px, comma-separated")
+    p.add_argument("--fast-sizes", default="128", help="of those, the sides also timed in bf16 + channels_last")
     output_options(p)
     return p
 
@@ -40,16 +44,23 @@ def parser() -> Parser:
 def main(a) -> None:
     jobs = a.jobs or default_jobs("cpu")
     sizes = [int(s) for s in a.sizes.split(",")]
-    rows, minutes = [], {}
+    fast_sizes = [int(s) for s in a.fast_sizes.split(",") if s] if a.fast_sizes else []
+    if not set(fast_sizes) <= set(sizes):
+        raise UserError(f"--fast-sizes: {a.fast_sizes} must be among --sizes {a.sizes}")
+    rows, minutes, fast = [], {}, {}
+    runs = len(HEADS) * a.seeds
     with tempfile.TemporaryDirectory() as tmp:
         folder = sample_folder(Path(tmp) / "photos", per_class=a.per_class)
         n = sum(1 for _ in folder.rglob("*.jpg"))
-        for size in sizes:
+        for size, bf16 in [(s, False) for s in sizes] + [(s, True) for s in fast_sizes]:
             t0 = time.perf_counter()
-            run_heads(folder, None, HEADS, a.seeds, size, a.epochs, Path(tmp) / f"results_{size}", jobs=jobs)
-            minutes[size] = (time.perf_counter() - t0) / 60
-            runs = len(HEADS) * a.seeds
-            rows.append(f"| {size} px | {runs} | {minutes[size]:.1f} | {60 * minutes[size] * jobs / runs:.0f} |")
+            run_heads(folder, None, HEADS, a.seeds, size, a.epochs, Path(tmp) / f"results_{size}_{bf16}", jobs=jobs,
+                      precision="bf16" if bf16 else "fp32", channels_last=bf16)
+            took = (time.perf_counter() - t0) / 60
+            (fast if bf16 else minutes)[size] = took
+            setting = "bf16 + channels_last" if bf16 else "fp32"
+            vs = f"{took / minutes[size]:.2f}x" if bf16 else "1x"
+            rows.append(f"| {size} px | {setting} | {runs} | {took:.1f} | {60 * took * jobs / runs:.0f} | {vs} |")
     big = max(sizes)
     met = "met" if minutes[big] <= TARGET_MIN else "not met"
     others = "; ".join(f"at {s} px {minutes[s]:.1f} min ({minutes[big] / minutes[s]:.1f}x faster)"
@@ -58,13 +69,16 @@ def main(a) -> None:
         "# Benchmark: the head comparison on a folder of one's own photos", "",
         f"**Result:** {len(HEADS)} heads x {a.seeds} seeds on {n} photos at {big} px took {minutes[big]:.1f} min "
         f"of wall time with {jobs} runs at once on {device_name('cpu')} (target {TARGET_MIN} min or less: {met})"
-        + (f"; {others}." if others else "."), "",
+        + (f"; {others}" if others else "")
+        + "".join(f"; at {s} px `--precision bf16 --channels-last` takes {fast[s] / minutes[s]:.2f}x fp32's time"
+                  for s in fast_sizes) + ".", "",
         *benchmark_provenance(f"python benchmarks/folder_cost.py --per-class {a.per_class} --seeds {a.seeds} "
-                              f"--epochs {a.epochs} --sizes {a.sizes}", MEASURES),
+                              f"--epochs {a.epochs} --sizes {a.sizes} --fast-sizes {a.fast_sizes}", MEASURES),
         f"- work: `cnn-exp run pooling --data FOLDER --size SIZE --epochs {a.epochs} --seeds {a.seeds} --jobs {jobs}` "
         f"on `sample_folder(per_class={a.per_class})` ({n} photos, 4 classes, 80/20 split), from start to report; "
         "a run's time grows with the photos and with the square of the size", "",
-        "| size | runs | wall minutes | seconds per run (one process) |", "|---|---|---|---|", *rows, ""])
+        "| size | setting | runs | wall minutes | seconds per run (one process) | vs fp32 |",
+        "|---|---|---|---|---|---|", *rows, ""])
     write_benchmark(text, benchmark_file("folder_cost_cpu", a))
 
 

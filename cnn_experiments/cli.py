@@ -84,6 +84,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=at_least(32), default=None, help="with --data: input side in px (default 224)")
     r.add_argument("--epochs", type=positive_int, default=None, help="with --data: fine_tune(epochs) (default 4)")
     r.add_argument("--heads", default=None, help="pooling --data: the heads to compare (default avg,max,concat)")
+    r.add_argument("--precision", default=None, choices=("fp32", "bf16"),
+                   help="with --data: bf16 autocasts training's forward pass (faster on CPUs with AVX-512 BF16 and on "
+                        "GPUs; weights and scoring stay fp32); default fp32. A profile declares its own")
+    r.add_argument("--channels-last", action="store_true", help="with --data: NHWC weights (faster convolutions)")
     r.add_argument("--aug", default=None, choices=AUGS,
                    help="pooling --data: fastbook (random crops, flips, warps: photos, the default) or none (the whole "
                         "image as it is: objects a crop would lose, images a flip changes)")
@@ -111,20 +115,22 @@ def run_data(a) -> None:
     for given, option in ((a.profile, "--profile"), (a.fuse > 1, "--fuse"), (a.executor != "local", "--executor")):
         if given:
             raise UserError(f"{option}: does not apply to a folder run (--data); its options are --heads, --seeds, "
-                            "--size, --epochs, --arch, --aug, --jobs, --device, --results")
+                            "--size, --epochs, --arch, --aug, --precision, --channels-last, --jobs, --device, "
+                            "--results")
     results = a.results or FOLDER_RESULTS
     if a.name == "pooling":
         from .folder_heads import HEADS, check_heads, run_heads
         heads = check_heads(a.heads) if a.heads else HEADS
         from .executors import default_jobs
         run_heads(a.data, a.arch, heads, a.seeds or 5, a.size or 224, a.epochs or 4, results, a.device,
-                  a.jobs or default_jobs(a.device), a.aug or "fastbook")
+                  a.jobs or default_jobs(a.device), a.aug or "fastbook", a.precision or "fp32", a.channels_last)
     elif a.name == "fine_tune":
         if a.heads or a.aug:
             raise UserError(f"{'--heads' if a.heads else '--aug'}: goes with `run pooling --data`; fine_tune "
                             "compares pretraining, not heads, on fastbook's pipeline")
         from .folder_app import run_folder
-        run_folder(a.data, a.arch, a.epochs or 4, a.size or 224, a.seeds or 1, results, a.device)
+        run_folder(a.data, a.arch, a.epochs or 4, a.size or 224, a.seeds or 1, results, a.device,
+                   a.precision or "fp32", a.channels_last)
     else:
         raise UserError(f"--data: pooling and fine_tune train on an image folder, not {a.name}")
 
@@ -138,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "run":
             if a.data is not None:
                 run_data(a)
-            elif any(v is not None for v in (a.arch, a.size, a.epochs, a.heads, a.aug)):
-                raise UserError("--arch, --size, --epochs, --heads and --aug go with --data PATH (one's own images)")
+            elif any(v is not None for v in (a.arch, a.size, a.epochs, a.heads, a.aug, a.precision)) or a.channels_last:
+                raise UserError("--arch, --size, --epochs, --heads, --aug, --precision and --channels-last go with "
+                                "--data PATH (one's own images); a profile declares its own precision and layout")
             else:
                 do_run(a.name, a.profile or "quick", a.device, a.seeds, a.results or Path("results"), a.jobs, a.fuse,
                        a.executor, a.address)

@@ -169,6 +169,12 @@ def inference_dls(files: list[Path], size: int, vocab: list[str], mean, std, aug
     return block.dataloaders(files, bs=min(16, len(files)), num_workers=0)
 
 
+def speed_options(precision, channels_last) -> str:
+    "The command-line options that repeat a folder run's precision and layout (a config's or a runs file row's)."
+    return ((f" --precision {precision}" if str(precision) == "bf16" else "")
+            + (" --channels-last" if str(channels_last).lower() == "true" else ""))
+
+
 def learner(cfg, progress: bool | None = None):
     "A fastai Learner for a folder run: fastbook's DataBlock and `vision_learner`'s model, seeded first."
     from fastai.callback.progress import ProgressCallback
@@ -178,6 +184,7 @@ def learner(cfg, progress: bool | None = None):
 
     from .pretrained import learner as pretrained_learner
     from .progress import show_progress
+    from .train import speedups
     fold = check_folder(cfg.folder)
     set_seed(cfg.seed, reproducible=True)
     dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, seed=split_seed(cfg), device=cfg.device,
@@ -192,6 +199,7 @@ def learner(cfg, progress: bool | None = None):
         learn = pretrained_learner(dls, cfg.arch, dls.c, pretrained=cfg.pretrained, p=cfg.p,
                                    pool=cfg.pool if cfg.head == "pool" else None, loss_func=CrossEntropyLossFlat(),
                                    metrics=accuracy)
+    speedups(learn, cfg)
     # a head of one linear layer after the pooling: its weights turn the final map into a class activation map
     learn.n_out, learn.folder, learn.draw_cams = dls.c, fold, cfg.head == "pool" or cfg.arch == "pooled_cnn"
     shown = show_progress() if progress is None else progress

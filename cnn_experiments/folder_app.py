@@ -24,10 +24,11 @@ CLAIM = ("C4 on your photos: a pretrained network fine-tuned with `Learner.fine_
 BASE_LR, SCRATCH_LR, BS = 2e-3, 1e-2, 16  # fastai's fine_tune base_lr; fit_one_cycle from scratch; fastbook's bs
 
 
-def configs(fold: folders.Folder, arch: str, epochs: int, size: int, seeds: int, device: str) -> list[Config]:
+def configs(fold: folders.Folder, arch: str, epochs: int, size: int, seeds: int, device: str,
+            precision: str = "fp32", channels_last: bool = False) -> list[Config]:
     "Per seed: fine_tune(epochs) of the pretrained body, and fit_one_cycle(epochs + 1) of the same from random init."
     common = dict(data="folder", folder=str(fold.path), folder_id=folders.folder_id(fold), arch=arch, size=size, bs=BS,
-                  p=0.5, device=device)
+                  p=0.5, device=device, precision=precision, channels_last=channels_last)
     return [c for s in range(seeds) for c in (
         Config(pretrained=True, schedule="fine_tune", epochs=epochs + 1, lr=BASE_LR, seed=s, **common),
         Config(pretrained=False, schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR, seed=s, **common))]
@@ -39,7 +40,7 @@ def out_folder(results: Path, path: Path, folder_id: str) -> Path:
 
 
 def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int, results: Path,
-               device: str = "cpu") -> Path:
+               device: str = "cpu", precision: str = "fp32", channels_last: bool = False) -> Path:
     from fastai.torch_core import rank_distrib
     arch = arch or PRETRAINED[0]
     if arch not in PRETRAINED:
@@ -47,10 +48,11 @@ def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int,
     fold = folders.check_folder(path)
     if folders.skipped_line(fold):
         print(folders.skipped_line(fold))
-    cfgs = configs(fold, arch, epochs, size, seeds, device)
+    cfgs = configs(fold, arch, epochs, size, seeds, device, precision, channels_last)
     out = out_folder(results, path, cfgs[0].folder_id)
     store = Store(out / "runs.csv")
     cmd = f"cnn-exp run fine_tune --data {path} --arch {arch} --epochs {epochs} --size {size} --seeds {seeds}"
+    cmd += folders.speed_options(precision, channels_last)
     if rank_distrib():  # under `accelerate launch`: the other processes train their share, the first one writes
         from .train import result
         done = set(store.read().rows["run_id"])
@@ -89,7 +91,8 @@ def report_folder(out: Path, cmd: str | None = None) -> Path:
     first = runs[(runs["method"] == "pretrained + fine_tune") & (runs["seed"] == 0)].iloc[0]
     extra = store.weights(first["run_id"])
     cmd = cmd or (f"cnn-exp run fine_tune --data {Path(first['folder']).name} --arch {first['arch']} --epochs "
-                  f"{int(first['epochs']) - 1} --size {int(first['size'])} --seeds {runs['seed'].nunique()}")
+                  f"{int(first['epochs']) - 1} --size {int(first['size'])} --seeds {runs['seed'].nunique()}"
+                  + folders.speed_options(first.get("precision"), first.get("channels_last")))
     body, finding = folder_report(runs, extra, out)
     text = R.header(f"fine_tune on the image folder {folders.shown_name(out)}", CLAIM, runs, cmd, "folder")
     write_atomic(out / "summary.md", text + f"{R.FINDING} {finding}\n\n{body}\n")

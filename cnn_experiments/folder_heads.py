@@ -33,10 +33,12 @@ CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's con
 
 
 def configs(fold: folders.Folder, arch: str, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
-            device: str = "cpu", aug: str = "fastbook") -> list[Config]:
+            device: str = "cpu", aug: str = "fastbook", precision: str = "fp32",
+            channels_last: bool = False) -> list[Config]:
     "Per seed, every head: fine_tune(epochs) of the pretrained body, batchnorm statistics kept, the head by name."
     common = dict(data="folder", folder=str(fold.path), folder_id=folders.folder_id(fold), arch=arch, size=size, bs=BS,
-                  p=P, vary_data=not fold.valid_folder, device=device, aug=aug)
+                  p=P, vary_data=not fold.valid_folder, device=device, aug=aug, precision=precision,
+                  channels_last=channels_last)
     if arch == SCRATCH:  # the same epochs in all, fit_one_cycle from random init
         common.update(channels=scratch_channels(size), schedule="one_cycle", epochs=epochs + 1, lr=SCRATCH_LR)
     else:
@@ -64,7 +66,8 @@ def check_heads(heads: str) -> tuple[str, ...]:
 
 
 def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, size: int, epochs: int,
-              results: Path, device: str = "cpu", jobs: int = 1, aug: str = "fastbook") -> Path:
+              results: Path, device: str = "cpu", jobs: int = 1, aug: str = "fastbook", precision: str = "fp32",
+              channels_last: bool = False) -> Path:
     "Train every head at every seed on the folder (resuming), save each head's model, write the report."
     arch = arch or PRETRAINED[0]
     if arch not in (*PRETRAINED, SCRATCH):
@@ -73,20 +76,21 @@ def run_heads(path: Path, arch: str | None, heads: tuple[str, ...], seeds: int, 
     fold = folders.check_folder(path)
     if folders.skipped_line(fold):
         print(folders.skipped_line(fold))
-    cfgs = configs(fold, arch, heads, seeds, size, epochs, device, aug)
+    cfgs = configs(fold, arch, heads, seeds, size, epochs, device, aug, precision, channels_last)
     out = out_folder(results, fold, cfgs[0].folder_id)
     store = Store(out / "runs.csv")
-    cmd = command(fold.path, arch, heads, seeds, size, epochs, aug)
+    cmd = command(fold.path, arch, heads, seeds, size, epochs, aug, precision, channels_last)
     run_sweep(cfgs, store, "folder", jobs=jobs, command=cmd)
     for c in cfgs[:len(heads)]:
         export(store, c, fold)
     return report_heads(out)
 
 
-def command(path, arch: str, heads, seeds: int, size: int, epochs: int, aug: str = "fastbook") -> str:
+def command(path, arch: str, heads, seeds: int, size: int, epochs: int, aug: str = "fastbook",
+            precision: str = "fp32", channels_last: bool = False) -> str:
     return (f"cnn-exp run pooling --data {path} --heads {','.join(heads)} --seeds {seeds} --size {size} "
             f"--epochs {epochs}" + (f" --arch {arch}" if arch != PRETRAINED[0] else "")
-            + (f" --aug {aug}" if aug != "fastbook" else ""))
+            + (f" --aug {aug}" if aug != "fastbook" else "") + folders.speed_options(precision, channels_last))
 
 
 def export(store: Store, cfg: Config, fold: folders.Folder) -> Path:
@@ -132,7 +136,7 @@ def report_heads(out: Path) -> Path:
     r0 = first.iloc[0]
     name = folders.shown_name(out)
     cmd = command(Path(str(r0["folder"])), str(r0["arch"]), heads, runs["seed"].nunique(), int(r0["size"]),
-                  int(r0["epochs"]) - 1, aug_of(r0))
+                  int(r0["epochs"]) - 1, aug_of(r0), r0.get("precision"), r0.get("channels_last"))
     table = stats.compare(runs, comparisons(heads))
     body, finding = body_of(runs, heads, extras, confusion, vocab, table, out)
     text = R.header(f"pooling heads on the image folder {name}", CLAIM, runs, cmd, "folder")

@@ -212,7 +212,7 @@ def test_a_whole_pickled_module_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["run", "fine_tune", "--epochs", "2"], "--arch, --size, --epochs, --heads and --aug go with --data PATH"),
+    (["run", "fine_tune", "--epochs", "2"], "--precision and --channels-last go with --data PATH"),
     (["run", "fine_tune", "--data", "x", "--arch", "vgg"], "--arch: unknown body 'vgg'; choose one of"),
     (["run", "fine_tune", "--data", "no/such/dir"], "--data: no/such/dir is not a folder"),
     (["predict", "no/such.safetensors", "x.jpg"], "no/such.safetensors: no such model file"),

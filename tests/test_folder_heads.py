@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnn_experiments import cli
@@ -82,7 +83,9 @@ def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_
     (["run", "fine_tune", "--data", "x", "--aug", "none"], "--aug: goes with `run pooling --data`"),
     (["run", "pooling", "--data", "x", "--aug", "crop"], "argument --aug: invalid choice: 'crop'"),
     (["run", "dropout", "--data", "x"], "--data: pooling and fine_tune train on an image folder, not dropout"),
-    (["run", "pooling", "--heads", "avg,max"], "--arch, --size, --epochs, --heads and --aug go with --data PATH"),
+    (["run", "pooling", "--heads", "avg,max"], "--heads, --aug, --precision and --channels-last go with --data PATH"),
+    (["run", "pooling", "--channels-last"], "a profile declares its own precision and layout"),
+    (["run", "pooling", "--data", "x", "--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
     (["run", "pooling", "--data", "no/such/dir"], "--data: no/such/dir is not a folder"),
 ])
 def test_folder_options_that_cannot_apply_are_one_line_errors(argv, match, capsys):
@@ -95,13 +98,28 @@ def test_a_body_from_scratch_compares_its_heads_and_predicts(tmp_path, capsys):
     root = make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly"))
     res = tmp_path / "mine"
     assert cli.main(["run", "pooling", "--data", str(root), "--arch", "pooled_cnn", "--heads", "avg,max", "--seeds",
-                     "1", "--size", "32", "--epochs", "1", "--results", str(res), "--jobs", "1"]) == 0
+                     "1", "--size", "32", "--epochs", "1", "--results", str(res), "--jobs", "1", "--precision", "bf16",
+                     "--channels-last"]) == 0
     out = next((res / "pooling").glob("folder_parts_*"))
     text = (out / "summary.md").read_text()
     assert "pooled_cnn from random init" in text and "(one seed: no interval)" in text
+    assert "--precision bf16 --channels-last" in text  # the report's command repeats the runs' settings
     capsys.readouterr()
     assert cli.main(["predict", str(out / "model_max.safetensors"), str(root / "black" / "0.jpg")]) == 0
     assert capsys.readouterr().out.split("\t")[1] in ("black", "grizzly")
+
+
+def test_a_folder_runs_learner_takes_its_precision_and_layout(tmp_path):
+    from cnn_experiments.callbacks import Autocast
+    fold = F.check_folder(make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly")))
+    plain, fast = (H.configs(fold, "pooled_cnn", ("avg", "max"), 1, 32, 1, precision=p, channels_last=c)[0]
+                   for p, c in (("fp32", False), ("bf16", True)))
+    assert plain.run_id != fast.run_id  # a setting that changes the numbers is part of the run's identity
+    for cfg, want in ((plain, False), (fast, True)):
+        learn = F.learner(cfg, progress=False)
+        conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert any(isinstance(cb, Autocast) for cb in learn.cbs) == want
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) == want
 
 
 def test_the_folder_path_finds_the_studys_direction_on_the_studys_own_scenes(tmp_path):
