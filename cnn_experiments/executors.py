@@ -14,7 +14,7 @@ import os
 import platform
 import signal
 
-from . import fused, train
+from . import folder, fused, train
 from .config import Config
 from .errors import UserError
 
@@ -26,7 +26,7 @@ def run_unit(unit: Unit) -> list[train.Result]:
     "Results per config: one run alone, or a fused group."
     cfgs, keep = unit
     if len(cfgs) == 1:
-        r = train.result(cfgs[0], keep)
+        r = (folder.result if cfgs[0].data == "folder" else train.result)(cfgs[0], keep)
         r.metrics["fused"] = 1
         return [r]
     return fused.run(cfgs, keep)

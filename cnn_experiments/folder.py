@@ -175,6 +175,24 @@ def speed_options(precision, channels_last) -> str:
             + (" --channels-last" if str(channels_last).lower() == "true" else ""))
 
 
+def result(cfg, keep: tuple[str, ...] = (), progress: bool | None = None):
+    """Train one folder run (the sweep's executors send folder configs here): its metrics, what its report draws
+    (`evaluate`'s extras and the `keep` weights) and the whole model, for `cnn-exp predict`."""
+    import time
+
+    from .train import Result, fit, pinned_threads, row
+    with pinned_threads(cfg.device):
+        learn = learner(cfg, progress)
+        t0 = time.perf_counter()  # training time only: the folder is read and checked before
+        with distributed(learn):  # several GPUs under `accelerate launch`
+            epochs = fit(learn, cfg)
+        seconds = time.perf_counter() - t0
+        metrics, extra = evaluate(learn)
+    model = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()}
+    weights = {**extra, **{k: v for k, v in model.items() if keep and k.startswith(keep)}}
+    return Result(row(metrics, seconds, epochs, cfg.device), [], weights, model)
+
+
 def learner(cfg, progress: bool | None = None):
     "A fastai Learner for a folder run: fastbook's DataBlock and `vision_learner`'s model, seeded first."
     from fastai.callback.progress import ProgressCallback
@@ -185,6 +203,7 @@ def learner(cfg, progress: bool | None = None):
     from .pretrained import learner as pretrained_learner
     from .progress import show_progress
     from .train import speedups
+    cfg.check()
     fold = check_folder(cfg.folder)
     set_seed(cfg.seed, reproducible=True)
     dls = folder_dls(fold, size=cfg.size or 224, bs=cfg.bs, seed=split_seed(cfg), device=cfg.device,

@@ -54,7 +54,7 @@ def run_folder(path: Path, arch: str | None, epochs: int, size: int, seeds: int,
     cmd = f"cnn-exp run fine_tune --data {path} --arch {arch} --epochs {epochs} --size {size} --seeds {seeds}"
     cmd += folders.speed_options(precision, channels_last)
     if rank_distrib():  # under `accelerate launch`: the other processes train their share, the first one writes
-        from .train import result
+        from .folder import result
         done = set(store.read().rows["run_id"])
         for c in cfgs:
             if c.run_id not in done:

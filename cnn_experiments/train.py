@@ -98,9 +98,6 @@ def build_model(cfg: Config, n_out: int) -> torch.nn.Module:
 def learner(cfg: Config, progress: bool | None = None) -> Learner:
     "A fastai Learner for `cfg`, seeded before data and model exist, fed by device-resident batch slicers."
     cfg.check()
-    if cfg.data == "folder":
-        from .folder import learner as folder_learner
-        return folder_learner(cfg, progress)
     set_seed(cfg.seed, reproducible=True)
     t = tensors(cfg)
     dls = D.tensor_dls(t.x_train, t.y_train, t.x_valid, t.y_valid, bs=cfg.bs, device=cfg.device)
@@ -172,26 +169,24 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
     """Train one run. `keep`: prefixes of the state-dict entries to return (what a report draws; "" for all)."""
     with pinned_threads(cfg.device):
         learn = learner(cfg, progress)
-        folder = cfg.data == "folder"
-        if folder:
-            from . import folder as folders
         t0 = time.perf_counter()  # training time only: data are prepared (and cached) before
-        with folders.distributed(learn) if folder else contextlib.nullcontext():  # several GPUs under accelerate launch
-            epochs = fit(learn, cfg)
+        epochs = fit(learn, cfg)
         seconds = time.perf_counter() - t0
-        metrics, extra = folders.evaluate(learn) if folder else (evaluate(learn, learn.n_out), {})
+        metrics = evaluate(learn, learn.n_out)
         if cfg.probe and np.isfinite(metrics["train_loss"]):
             from .probes import head_only
             metrics.update(head_only(learn))
+    curve = next((cb.rows for cb in learn.cbs if isinstance(cb, TrainingCurve)), [])
+    weights = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items() if keep and k.startswith(keep)}
+    return Result(row(metrics, seconds, epochs, cfg.device), curve, weights or None)
+
+
+def row(metrics: dict, seconds: float, epochs: int, device: str) -> dict:
+    "A run's metrics as its row records them: a diverged run's all NaN, with its time, epochs and device."
     diverged = not np.isfinite(metrics["train_loss"])
     if diverged:  # a NaN model's accuracy is an artefact: the report shows the run as diverged instead
         metrics = {k: float("nan") for k in metrics}
-    curve = next((cb.rows for cb in learn.cbs if isinstance(cb, TrainingCurve)), [])
-    state = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()
-             if folder or (keep and k.startswith(keep))}
-    weights = {**extra, **{k: v for k, v in state.items() if keep and k.startswith(keep)}} or None
-    return Result(dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs_run=epochs,
-                       device=device_name(cfg.device)), curve, weights, state if folder else None)
+    return dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs_run=epochs, device=device_name(device))
 
 
 def train(cfg: Config, progress: bool | None = None):
