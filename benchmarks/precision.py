@@ -4,14 +4,16 @@
     python benchmarks/precision.py --profile medium --sizes 20   # 112 px, the medium and confirm studies' geometry
 
 Every setting trains the same pooling cells (sizes x heads) for the same seeds, at the rates the committed
-search chose, one run at a time as a sweep runs them. The report gives each setting's training time relative
-to fp32 and whether its held-out accuracy is equivalent to fp32's within a declared margin: per seed, the
-setting's accuracy minus fp32's averaged over the cells (the settings share data, batch order and init), a
-paired TOST over seeds, Holm over the settings, with the power to call a true difference of 0 equivalent.
+search chose (or the profile's one declared rate), one run at a time as a sweep runs them. The report gives each
+setting's training time relative to fp32 and whether its held-out accuracy is equivalent to fp32's within a
+declared margin: per seed, the setting's accuracy minus fp32's averaged over the cells (the settings share data,
+batch order and init), a paired TOST over seeds, Holm over the settings, with the power to call a true
+difference of 0 equivalent.
 """
 from __future__ import annotations
 
 import sys
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
 from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
+from cnn_experiments.errors import UserError
 from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
 from cnn_experiments.train import device_name, run, tensors
@@ -35,7 +38,7 @@ def parser() -> Parser:
     p = Parser(prog="precision.py", description="bf16 autocast and channels_last against fp32")
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--profile", default="quick", choices=PROFILES, help="the pooling profile's geometry and epochs")
-    p.add_argument("--sizes", default="16,20", help="object sizes in px, comma-separated")
+    p.add_argument("--sizes", type=sizes, default="16,20", help="object sizes in px, comma-separated")
     p.add_argument("--heads", default="avg,max", help="pooling heads, comma-separated")
     p.add_argument("--seeds", type=positive_int, default=10, help="seeds per cell")
     p.add_argument("--results", default="results", help="where the committed search runs are (for the rates)")
@@ -43,11 +46,29 @@ def parser() -> Parser:
     return p
 
 
+def sizes(text: str) -> list[int]:
+    "An argparse type: object sizes in px, comma-separated whole numbers."
+    try:
+        return [positive_int(s) for s in text.split(",")]
+    except ArgumentTypeError:
+        raise ArgumentTypeError(f"{text!r} is not a comma-separated list of sizes in px, such as 16,20") from None
+
+
+def rate(profile: str, chosen: dict, key: tuple) -> float:
+    "A cell's rate: the committed search's choice, or the profile's one declared rate; else a one-line error."
+    declared = pooling.PROFILES[profile]["lrs"]
+    if key in chosen or len(declared) == 1:
+        return chosen.get(key, declared[0])
+    raise UserError(f"--sizes: {key[1]} px is not searched in the {profile} profile; its sizes are "
+                    + ",".join(map(str, pooling.PROFILES[profile]["sizes"])))
+
+
 def main(a) -> None:
-    lr = pooling.chosen_lrs(a.profile, Store(Path(a.results) / "pooling" / "runs.csv").read().rows)
+    chosen = pooling.chosen_lrs(a.profile, Store(Path(a.results) / "pooling" / "runs.csv").read().rows)
     canvas = pooling.PROFILES[a.profile]["canvas"]
-    cells = [pooling.base(a.profile).replace(obj_size=int(s), pool=h, lr=lr[(canvas, int(s), h)], device=a.device)
-             for s in a.sizes.split(",") for h in a.heads.split(",")]
+    cells = [pooling.base(a.profile).replace(obj_size=s, pool=h, lr=rate(a.profile, chosen, (canvas, s, h)),
+                                             device=a.device)
+             for s in a.sizes for h in a.heads.split(",")]
     for c in cells:
         tensors(c)  # the scenes are generated (and cached) before any clock starts
     run(cells[0].replace(epochs=1))  # warm-up: first-call allocations
@@ -74,7 +95,7 @@ def main(a) -> None:
         + ", ".join(f"{n} {'yes' if kept[n] else 'not shown'} (power {power[n]:.0%})" for n in kept)
         + "; faster and equivalent: " + (", ".join(faster) or "none") + ".", "",
         *benchmark_provenance(f"python benchmarks/precision.py --device {a.device} --profile {a.profile} --sizes "
-                              f"{a.sizes} --heads {a.heads} --seeds {a.seeds}", MEASURES),
+                              f"{','.join(map(str, a.sizes))} --heads {a.heads} --seeds {a.seeds}", MEASURES),
         f"- work: the pooling {a.profile} geometry ({canvas} px scenes, {pooling.PROFILES[a.profile]['epochs']} "
         f"epochs), {n_cells} cells x {a.seeds} seeds per setting, one run at a time; seconds are training time "
         "(fit), summed; scoring is fp32 in every setting", "",

@@ -36,10 +36,10 @@ def main(a) -> None:
                   n_scenes=2000, epochs=epochs, lr=1e-2, device=device).check()
     rows, worst = [], 0.0
     for pool in ("avg", "max", "concat", "gem"):
-        a, b = run(base.replace(pool=pool)), run(base.replace(pool=pool))
-        diffs = [abs(a[k] - b[k]) for k in METRICS]
+        first, second = run(base.replace(pool=pool)), run(base.replace(pool=pool))
+        diffs = [abs(first[k] - second[k]) for k in METRICS]
         worst = max(worst, *diffs)
-        rows.append(f"| {pool} | " + " | ".join(f"{a[k]:.6f} / {b[k]:.6f}" for k in METRICS)
+        rows.append(f"| {pool} | " + " | ".join(f"{first[k]:.6f} / {second[k]:.6f}" for k in METRICS)
                     + f" | {max(diffs):.2e} |")
     same = "identical numbers" if worst == 0 else f"numbers that differ by at most {worst:.2e}"
     text = "\n".join([
