@@ -121,6 +121,7 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         from .train import device_name
         runs = pd.DataFrame([{**prov, "git_rev": "the report's", "device": device_name("cpu")}])
         seeds, dates, varies = "none (no training)", "the report's", "nothing (no training)"
+        cost = "no training"
         over = "over the seeds of the runs it reads from another study"
     else:
         varied = "vary_data" in runs and runs["vary_data"].astype(str).str.lower().eq("true").any()
@@ -133,7 +134,9 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         per_cell = main.groupby("cell_id")["seed"].nunique()
         seeds = ("none yet" if per_cell.empty else f"{per_cell.min()}" if per_cell.min() == per_cell.max()
                  else f"{per_cell.min()} to {per_cell.max()}")
-        seeds += f"; runs: {len(runs)}, {runs['seconds'].sum() / 60:.1f} min of training in all"
+        minutes = runs["seconds"].sum() / 60
+        cost = (f"{len(runs)} runs, {minutes:.1f} min of training in all ({len(runs) / max(minutes, 1 / 60):.1f} runs "
+                f"a minute of one process's training; reading data, probes and the report come on top)")
 
     def one(col):
         return ", ".join(sorted(map(str, runs[col].dropna().unique())))
@@ -141,6 +144,7 @@ def header(title: str, claim: str, runs: pd.DataFrame, command: str, profile: st
         f"# {title}", "", f"> {claim}", "",
         f"- command: `{command}`",
         f"- profile: {profile}; seeds per cell: {seeds}",
+        f"- cost: {cost}",
         f"- seeds vary: {varies}",
         f"- date: {dates}",
         f"- device: {devices(runs)}",

@@ -97,8 +97,9 @@ def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tm
     assert cli.main(["run", "pooling", "--results", str(tmp_path), "--jobs", "1"]) == 0
     out = tmp_path / "pooling"
     text = (out / "summary_quick.md").read_text()
-    for part in ("command: `cnn-exp run pooling --profile quick`", "seeds per cell: 2", "## Verdict",
-                 "| comparison | predicted | test |", "## Threshold arm", "## Dilution arm", "## Head-only arm",
+    for part in ("command: `cnn-exp run pooling --profile quick`", "seeds per cell: 2",
+                 "runs a minute of one process's training", "## Verdict", "| comparison | predicted | test |",
+                 "## Threshold arm", "## Dilution arm", "## Head-only arm",
                  "## Why heads fail", "quick_cams.png", "distinct '3's", "indicative"):
         assert part in text, part
     assert (out / "quick_cams.png").stat().st_size > 0 and (out / "curves.csv").exists()
