@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from .config import Config
@@ -34,7 +35,9 @@ class Search:
     "A profile's search runs as the store holds them: each cell's score per rate, its grown grid and its choice."
 
     def __init__(self, runs: pd.DataFrame | None, group: Group = None, seed: int = 0, grow: int = 0):
-        self.by_id = {} if runs is None or runs.empty else dict(tuple(runs.groupby("run_id")))
+        empty = runs is None or runs.empty
+        self.by_id = {} if empty else runs.groupby("run_id").indices  # positions: splitting every row is slow
+        self.scores = None if empty else runs.reindex(columns=["accuracy", "valid_loss"]).reset_index(drop=True)
         self.group, self.seed, self.grow = group, seed, grow
 
     def score(self, members: list[Config], lr: float) -> tuple | None:
@@ -42,7 +45,7 @@ class Search:
         found = [self.by_id[i] for i in {searched(m, lr, self.seed).run_id for m in members} if i in self.by_id]
         if not found:
             return None
-        g = pd.concat(found)
+        g = self.scores.iloc[np.concatenate(found)]
         acc, loss = g["accuracy"].mean(), g["valid_loss"].mean()
         return acc if acc == acc else -1.0, -loss if loss == loss else -math.inf, -lr, lr
 
