@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
 import re
 import shutil
 import subprocess
@@ -26,35 +27,72 @@ def _quiet(fn, *args):
         return fn(*args)
 
 
-def stale_summaries(results: Path) -> list[str]:
-    "Each committed summary that the current code, reading results/ alone, writes differently."
+def summaries(results: Path) -> list[tuple[str, str]]:
+    "Each committed summary as (writer, argument): ('NAME', PROFILE) for a study, ('folder', ITS PATH) for a folder's."
+    studies = [(name, s.stem.removeprefix("summary_"))
+               for name in NAMES for s in sorted((results / name).glob("summary_*.md"))]
+    folders = [("folder", str(s.parent.relative_to(results)))
+               for name in ("fine_tune", "pooling") for s in sorted(results.glob(f"{name}/folder_*/summary.md"))]
+    return studies + folders
+
+
+def copy_of(results: Path, into: Path) -> Path:
+    "A copy of the results folder and of the README beside it, which the reports rewrite."
+    copy = shutil.copytree(results, into / "results")
+    if (results.parent / "README.md").exists():
+        shutil.copy(results.parent / "README.md", into / "README.md")
+    return copy
+
+
+def regenerate(results: Path, copy: Path, summary: tuple[str, str]) -> list[str]:
+    """Rewrite one summary into `copy` from its runs alone, and compare it, the results table and the README block
+    with the committed ones: a line per difference."""
     from .folder_app import report_folder
     from .folder_heads import report_heads
     from .study import do_report
-    problems = []
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "results"
-        shutil.copytree(results, copy)
-        readme = results.parent / "README.md"
-        if readme.exists():
-            shutil.copy(readme, Path(tmp) / "README.md")
-        for name in NAMES:
-            for summary in sorted((results / name).glob("summary_*.md")):
-                profile = summary.stem.removeprefix("summary_")
-                _quiet(do_report, name, profile, copy)
-                if unwritten((copy / name / summary.name).read_text()) != unwritten(summary.read_text()):
-                    problems.append(f"{summary}: stale; `cnn-exp report {name} --profile {profile}` rewrites it")
-        for name, write in (("fine_tune", report_folder), ("pooling", report_heads)):
-            for summary in sorted(results.glob(f"{name}/folder_*/summary.md")):
-                _quiet(write, copy / summary.parent.relative_to(results))
-                if unwritten((copy / summary.relative_to(results)).read_text()) != unwritten(summary.read_text()):
-                    problems.append(f"{summary}: stale; the folder's `cnn-exp run {name} --data ...` rewrites it")
-        for table in ("results.csv", "results.md"):
-            if not (results / table).exists() or (copy / table).read_text() != (results / table).read_text():
-                problems.append(f"{results / table}: missing or stale; `cnn-exp report NAME` rewrites it")
-        if readme.exists() and unwritten((Path(tmp) / "README.md").read_text()) != unwritten(readme.read_text()):
-            problems.append(f"{readme}: its results block is stale; `cnn-exp report NAME` rewrites it")
+    writer, arg = summary
+    if writer == "folder":
+        _quiet(report_folder if arg.startswith("fine_tune") else report_heads, copy / arg)
+        path, fix = Path(arg) / "summary.md", "the folder's `cnn-exp run ... --data ...` rewrites it"
+    else:
+        _quiet(do_report, writer, arg, copy)
+        path, fix = Path(writer) / f"summary_{arg}.md", f"`cnn-exp report {writer} --profile {arg}` rewrites it"
+    problems = [] if unwritten((copy / path).read_text()) == unwritten((results / path).read_text()) else [
+        f"{results / path}: stale; {fix}"]
+    for table in ("results.csv", "results.md"):
+        if not (results / table).exists() or (copy / table).read_text() != (results / table).read_text():
+            problems.append(f"{results / table}: missing or stale; `cnn-exp report NAME` rewrites it")
+    readme = results.parent / "README.md"
+    if readme.exists() and unwritten((copy.parent / "README.md").read_text()) != unwritten(readme.read_text()):
+        problems.append(f"{readme}: its results block is stale; `cnn-exp report NAME` rewrites it")
     return problems
+
+
+_worker: dict = {}  # a check worker's results folder and its own copy of it
+
+
+def _start_worker(results: Path, tmp: str) -> None:
+    _worker.update(results=results, copy=copy_of(results, Path(tempfile.mkdtemp(dir=tmp))))
+
+
+def _regenerate_in_worker(summary: tuple[str, str]) -> list[str]:
+    return regenerate(_worker["results"], _worker["copy"], summary)
+
+
+def stale_summaries(results: Path, jobs: int = 1) -> list[str]:
+    """Each committed summary that the current code, reading results/ alone, writes differently, and the tables and
+    README block it would change. With `jobs` > 1, that many processes regenerate the summaries, each in its own
+    copy: every report leaving the committed files as they are is the same as all of them doing so together."""
+    todo = summaries(results)
+    with tempfile.TemporaryDirectory() as tmp:
+        if min(jobs, len(todo)) > 1:
+            # spawned, as the sweep's workers are: a forked child can hang on its parent's OpenMP threads
+            with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)), _start_worker, (results, tmp)) as pool:
+                found = pool.map(_regenerate_in_worker, todo, chunksize=1)
+        else:
+            copy = copy_of(results, Path(tmp))
+            found = [regenerate(results, copy, s) for s in todo]
+    return list(dict.fromkeys(line for lines in found for line in lines))  # a stale table is named once
 
 
 def stale_benchmarks(results: Path) -> list[str]:
@@ -84,9 +122,9 @@ def stale_benchmarks(results: Path) -> list[str]:
     return problems
 
 
-def check(results: Path = Path("results")) -> list[str]:
+def check(results: Path = Path("results"), jobs: int = 1) -> list[str]:
     "Every problem found, one line each (none: the committed results are current)."
-    return stale_summaries(results) + stale_benchmarks(results)
+    return stale_summaries(results, jobs) + stale_benchmarks(results)
 
 
 def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), name: str = "pooling",
@@ -96,16 +134,17 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
     from .report import finding_of
     from .store import Store
     from .study import do_run
+    committed = Store(results / name / "runs.csv").read().rows
+    committed = committed[committed["profile"] == profile].drop_duplicates("run_id").set_index("run_id")
+    if committed.empty:  # said before minutes of training, not after
+        return f"no committed {profile} runs of {name} in {results} to compare with"
     shutil.rmtree(into, ignore_errors=True)
     started = time.monotonic()
     do_run(name, profile, results=into / "results", jobs=jobs)
     took = time.monotonic() - started
-    fresh = Store(into / "results" / name / "runs.csv").read().rows
-    committed = Store(results / name / "runs.csv").read().rows
-    committed = committed[committed["profile"] == profile].drop_duplicates("run_id").set_index("run_id")
-    fresh = fresh.drop_duplicates("run_id").set_index("run_id")
+    fresh = Store(into / "results" / name / "runs.csv").read().rows.drop_duplicates("run_id").set_index("run_id")
     common = fresh.index.intersection(committed.index)
-    if committed.empty or not len(common):
+    if not len(common):
         return f"no committed {profile} runs of {name} in {results} to compare with"
     diff = (fresh.loc[common, "accuracy"] - committed.loc[common, "accuracy"]).abs().max()
     word = lambda p: re.findall("|".join(sorted(VERDICTS, key=len, reverse=True)), finding_of(p))

@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .config import AUGS
 from .errors import UserError
 from .experiment import NAMES, get
-from .study import do_report, do_run
 
+# the study pipeline, and torch and fastai with it, is imported by the commands that run or report
 FOLDER_RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
 PROFILES = ("quick", "medium", "full", "confirm")  # confirm: a pilot's confirmatory study
 DEVICES = ("cpu", "cuda")
@@ -107,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
     pw.add_argument("--simulations", type=positive_int, default=1000, help="families drawn per scenario")
     ck = sub.add_parser("check", help="every committed summary regenerates unchanged; every benchmark is current")
     ck.add_argument("--results", type=Path, default=Path("results"), help="results folder")
+    ck.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                    help="summaries rewritten at once, each in its own process (default: one per CPU core)")
     return p
 
 
@@ -148,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("--arch, --size, --epochs, --heads, --aug, --precision and --channels-last go with "
                                 "--data PATH (one's own images); a profile declares its own precision and layout")
             else:
+                from .study import do_run
                 do_run(a.name, a.profile or "quick", a.device, a.seeds, a.results or Path("results"), a.jobs, a.fuse,
                        a.executor, a.address)
         elif a.cmd == "report":
+            from .study import do_report
             do_report(a.name, a.profile, a.results)
         elif a.cmd == "predict":
             from .export import predict
@@ -164,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             print(reproduce(a.results, a.into))
         else:
             from .checks import check
-            problems = check(a.results)
+            problems = check(a.results, a.jobs)
             for line in problems:
                 print(line)
             return 1 if problems else 0

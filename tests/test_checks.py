@@ -119,3 +119,14 @@ def test_a_benchmark_writes_into_the_git_ignored_folder_unless_told_to_publish()
     assert benchmark_file("roofline_cpu", Namespace(out="x/y.md", publish=True)) == Path("x/y.md")
     ignored = subprocess.run(["git", "check-ignore", "-q", str(BENCHMARKS / "roofline_cpu.md")], cwd=ROOT)
     assert ignored.returncode == 0  # a user's benchmark run leaves `git status` clean
+
+
+def test_two_processes_find_the_stale_summary_among_clean_ones(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "activations", results / "activations")
+    for table in ("results.csv", "results.md"):
+        shutil.copy(ROOT / "results" / table, results / table)
+    summary = results / "activations" / "summary_full.md"
+    summary.write_text(summary.read_text().replace("## Verdict", "## The verdict"))
+    assert checks.stale_summaries(results, jobs=2) == [  # the quick and confirm summaries are current
+        f"{summary}: stale; `cnn-exp report activations --profile full` rewrites it"]

@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from cnn_experiments import cli
+from cnn_experiments import cli, study
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -32,7 +32,7 @@ def test_a_users_mistake_is_one_line_and_exit_2_before_anything_is_written(argv,
 def test_a_bug_is_not_dressed_as_a_users_mistake(monkeypatch, tmp_path):
     def broken(*a, **k):
         raise ValueError("an internal bug")
-    monkeypatch.setattr(cli, "do_run", broken)
+    monkeypatch.setattr(study, "do_run", broken)
     with pytest.raises(ValueError, match="an internal bug"):  # its traceback shows, it is no exit-2 line
         cli.main(["run", "pooling", "--results", str(tmp_path)])
 

@@ -141,7 +141,7 @@ def test_the_folder_path_finds_the_studys_direction_on_the_studys_own_scenes(tmp
     built_in = {(h, s): train.run(study.replace(pool=h, seed=s))["accuracy"] for h in ("avg", "max") for s in (0, 1)}
     res = tmp_path / "mine"
     assert cli.main(["run", "pooling", "--data", str(root), "--arch", "pooled_cnn", "--size", str(canvas), "--aug",
-                     "none", "--heads", "avg,max", "--seeds", "2", "--epochs", "4", "--results", str(res),
+                     "none", "--heads", "avg,max", "--seeds", "2", "--epochs", "3", "--results", str(res),
                      "--jobs", "1"]) == 0
     out = next((res / "pooling").glob("folder_scenes_*"))
     rows = Store(out / "runs.csv").read().rows
