@@ -18,7 +18,7 @@ from pathlib import Path
 from .experiment import NAMES
 from .progress import clock
 from .publish import MEASURES
-from .report import unwritten
+from .report import text_only, unwritten
 from .stats import VERDICTS
 
 
@@ -51,12 +51,13 @@ def regenerate(results: Path, copy: Path, summary: tuple[str, str]) -> list[str]
     from .folder_heads import report_heads
     from .study import do_report
     writer, arg = summary
-    if writer == "folder":
-        _quiet(report_folder if arg.startswith("fine_tune") else report_heads, copy / arg)
-        path, fix = Path(arg) / "summary.md", "the folder's `cnn-exp run ... --data ...` rewrites it"
-    else:
-        _quiet(do_report, writer, arg, copy)
-        path, fix = Path(writer) / f"summary_{arg}.md", f"`cnn-exp report {writer} --profile {arg}` rewrites it"
+    with text_only():  # the figures are not compared
+        if writer == "folder":
+            _quiet(report_folder if arg.startswith("fine_tune") else report_heads, copy / arg)
+            path, fix = Path(arg) / "summary.md", "the folder's `cnn-exp run ... --data ...` rewrites it"
+        else:
+            _quiet(do_report, writer, arg, copy)
+            path, fix = Path(writer) / f"summary_{arg}.md", f"`cnn-exp report {writer} --profile {arg}` rewrites it"
     problems = [] if unwritten((copy / path).read_text()) == unwritten((results / path).read_text()) else [
         f"{results / path}: stale; {fix}"]
     for table in ("results.csv", "results.md"):

@@ -89,6 +89,7 @@ def load(path: Path | str) -> tuple[nn.Module, dict]:
 def predict(model_path: Path | str, files: list[Path | str]) -> list[tuple[str, str, float]]:
     """Per image: (file, predicted class, its probability). Images go through fastai's `test_dl` of the training's
     validation pipeline (the same centre crop and normalisation as the validation images)."""
+    import fastai.callback.progress  # noqa: F401  (it gives Learner its no_bar)
     from fastai.learner import Learner
     from fastai.losses import CrossEntropyLossFlat
 

@@ -4,6 +4,7 @@ Every file is written whole (a temporary file, then a rename): a full disk leave
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from dataclasses import dataclass, field
@@ -180,13 +181,28 @@ def status(name: str, profile: str, expected: set, made: set) -> list[str]:
             "declared set.", ""]
 
 
+_render = True  # False within `text_only`
+
+
+@contextlib.contextmanager
+def text_only():
+    "Reports written without rendering their figures (each keeps its link): all that comparing their text needs."
+    global _render
+    before, _render = _render, False
+    try:
+        yield
+    finally:
+        _render = before
+
+
 def save_fig(fig, path: Path) -> str:
     "Save a matplotlib figure whole and return its markdown image link, relative to the summary."
     import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    if _render:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+        write_atomic(path, buf.getvalue())
     plt.close(fig)
-    write_atomic(path, buf.getvalue())
     return f"![{path.stem}]({path.name})"
 
 

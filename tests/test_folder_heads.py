@@ -1,6 +1,8 @@
 """Which pooling head for one's own images: `cnn-exp run pooling --data FOLDER` on generated photos."""
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -45,6 +47,7 @@ def test_a_folder_with_its_own_valid_split_keeps_it(tmp_path):
         F.check_folder(tmp_path / "odd")
 
 
+@pytest.mark.slow
 def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_path, capsys):
     root = make_folder(tmp_path / "bears", per_class=5)
     res = tmp_path / "mine"
@@ -72,6 +75,10 @@ def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_
         assert json.loads((out / f"model_{head}.json").read_text())["pool"] == head
         assert cli.main(["predict", str(out / f"model_{head}.safetensors"), str(root / "teddy" / "0.jpg")]) == 0
         assert capsys.readouterr().out.split("\t")[1] in ("black", "grizzly", "teddy")
+    # as a user's `cnn-exp predict` runs: a fresh interpreter, nothing imported before the command's own imports
+    r = subprocess.run([sys.executable, "-m", "cnn_experiments.cli", "predict", str(out / "model_max.safetensors"),
+                        str(root / "teddy" / "0.jpg")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.split("\t")[1] in ("black", "grizzly", "teddy"), r.stderr
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -122,6 +129,7 @@ def test_a_folder_runs_learner_takes_its_precision_and_layout(tmp_path):
         assert conv.weight.is_contiguous(memory_format=torch.channels_last) == want
 
 
+@pytest.mark.slow
 def test_the_folder_path_finds_the_studys_direction_on_the_studys_own_scenes(tmp_path):
     """The pooling study's small-object scenes written out as PNG files (train/ and valid/): through
     `run pooling --data` (a body from scratch, the whole image unaugmented) avg beats max, as the built-in study
