@@ -37,7 +37,6 @@ def test_a_summary_that_the_code_would_write_otherwise_is_stale(results):
         f"{summary}: stale; `cnn-exp report pooling --profile quick` rewrites it"]
 
 
-@pytest.mark.slow
 def test_reproduce_remakes_the_committed_runs_and_says_what_differs(results, tmp_path):
     line = checks.reproduce(results, tmp_path / "again", jobs=1)
     assert re.fullmatch(r"reproduced: same verdict, 24 of 24 committed runs remade, largest accuracy difference 0\.000;"
@@ -122,7 +121,6 @@ def test_a_benchmark_writes_into_the_git_ignored_folder_unless_told_to_publish()
     assert ignored.returncode == 0  # a user's benchmark run leaves `git status` clean
 
 
-@pytest.mark.slow
 def test_two_processes_find_the_stale_summary_among_clean_ones(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "activations", results / "activations")

@@ -254,7 +254,6 @@ def test_sample_folder_of_real_photos_passes_the_check(tmp_path):
     assert fold.classes == sorted(F.PHOTOS) and len(fold.files) == 12 and not fold.skipped
 
 
-@pytest.mark.slow
 def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
     monkeypatch.setitem(FT.PROFILES, "quick", dict(seeds=1, per_class=(2,), px=32, search=False))
     monkeypatch.setattr(FT, "STEPS", 2)  # 3 epochs a run: the pipeline, not the numbers

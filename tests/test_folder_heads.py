@@ -47,7 +47,6 @@ def test_a_folder_with_its_own_valid_split_keeps_it(tmp_path):
         F.check_folder(tmp_path / "odd")
 
 
-@pytest.mark.slow
 def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_path, capsys):
     root = make_folder(tmp_path / "bears", per_class=5)
     res = tmp_path / "mine"
@@ -129,7 +128,6 @@ def test_a_folder_runs_learner_takes_its_precision_and_layout(tmp_path):
         assert conv.weight.is_contiguous(memory_format=torch.channels_last) == want
 
 
-@pytest.mark.slow
 def test_the_folder_path_finds_the_studys_direction_on_the_studys_own_scenes(tmp_path):
     """The pooling study's small-object scenes written out as PNG files (train/ and valid/): through
     `run pooling --data` (a body from scratch, the whole image unaugmented) avg beats max, as the built-in study

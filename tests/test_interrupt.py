@@ -5,8 +5,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
-
 from cnn_experiments.cli import main
 from cnn_experiments.store import Store
 from experiments import mnist_scratch
@@ -37,7 +35,6 @@ def wait_for_runs(proc, n):
     raise AssertionError(f"the sweep ended before its run {n}: {proc.communicate()}")
 
 
-@pytest.mark.slow
 def test_a_sweep_survives_sigkill_and_sigint_and_resumes_exactly_once(tmp_path, monkeypatch):
     path = tmp_path / "mnist_scratch" / "runs.csv"
     expected = {c.replace(n_train=256, seed=s).run_id for c in mnist_scratch.grid("quick") for s in range(2)}

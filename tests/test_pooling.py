@@ -92,7 +92,6 @@ def test_only_the_drawn_runs_keep_their_weights():
 TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4,), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
 
 
-@pytest.mark.slow
 def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(P.PROFILES, "quick", TINY)
     assert cli.main(["run", "pooling", "--results", str(tmp_path), "--jobs", "1"]) == 0

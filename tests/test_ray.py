@@ -7,7 +7,6 @@ from tests.conftest import TINY
 ray = pytest.importorskip("ray")
 
 
-@pytest.mark.slow
 def test_ray_sweep_writes_each_run_once_with_the_numbers_of_a_run_here(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_worker_niceness", "0")  # Ray's default of 15 starves its workers beside other tests
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -184,7 +184,6 @@ def test_shares_use_fisher_exact_and_clopper_pearson():
 
 # --- power ---------------------------------------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_null_families_rarely_give_a_false_verdict():
     rng = np.random.default_rng(20261127)
     family = [arms("pa", "pb"), arms("wa", "wb", paired=False), arms("ea", "eb", expect="equivalent", margin=0.05),

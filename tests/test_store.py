@@ -202,7 +202,6 @@ def test_a_second_writer_stops_naming_the_first_writes_nothing_and_a_killed_one_
     assert len(run_sweep(GRID[:1], path, echo=lambda s: None)) == 1  # the kernel dropped the dead holder's lock
 
 
-@pytest.mark.slow
 def test_two_sweeps_started_together_write_each_run_once(tmp_path):
     script = ("import sys; from cnn_experiments.sweep import run_sweep; from tests.conftest import TINY\n"
               "from cnn_experiments.errors import UserError\n"

@@ -31,7 +31,6 @@ def test_a_run_made_on_another_device_counts_as_done(tmp_path):
     assert "1 already in" in lines[0] and len(done) == 1
 
 
-@pytest.mark.slow
 def test_the_same_grid_serially_and_with_two_processes_gives_identical_metrics(tmp_path):
     grid = [TINY.replace(seed=s) for s in range(2)] + [TINY_SCENES.replace(seed=s, probe=True) for s in range(2)]
     serial = sweep.run_sweep(grid, tmp_path / "serial.csv", echo=lambda s: None).set_index("run_id")
