@@ -85,10 +85,11 @@ def stale_summaries(results: Path, jobs: int = 1) -> list[str]:
     README block it would change. With `jobs` > 1, that many processes regenerate the summaries, each in its own
     copy: every report leaving the committed files as they are is the same as all of them doing so together."""
     todo = summaries(results)
+    jobs = min(jobs, len(todo))
     with tempfile.TemporaryDirectory() as tmp:
-        if min(jobs, len(todo)) > 1:
+        if jobs > 1:
             # spawned, as the sweep's workers are: a forked child can hang on its parent's OpenMP threads
-            with multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)), _start_worker, (results, tmp)) as pool:
+            with multiprocessing.get_context("spawn").Pool(jobs, _start_worker, (results, tmp)) as pool:
                 found = pool.map(_regenerate_in_worker, todo, chunksize=1)
         else:
             copy = copy_of(results, Path(tmp))
