@@ -15,18 +15,23 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
 
 EXACT_UP_TO = 14  # seeds: every sign pattern enumerated up to here (16k); beyond, a fixed-seed random sample
 SAMPLES = 20000  # sign patterns drawn beyond EXACT_UP_TO
 MAX_POINTS = 8  # rank_trend enumerates the k! orders of a seed's points
 
 
+@lru_cache(maxsize=64)
 def _signs(n: int) -> np.ndarray:
     "Sign patterns (rows) of n seeds: all 2^n of them, or a fixed random sample (the first row all +)."
     if n <= EXACT_UP_TO:
-        return 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
-    rng = np.random.default_rng(0)
-    return np.vstack([np.ones(n, int), rng.choice([-1, 1], (SAMPLES - 1, n))])
+        out = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    else:
+        rng = np.random.default_rng(0)
+        out = np.vstack([np.ones(n, int), rng.choice([-1, 1], (SAMPLES - 1, n))])
+    out.flags.writeable = False  # cached: shared by every caller
+    return out
 
 
 def sign_flip_p(d: np.ndarray, mu: float = 0.0) -> float:
@@ -108,18 +113,86 @@ def _mcnemar(n10: int, discordant: int) -> float:
     return float(stats.binomtest(n10, discordant, 0.5).pvalue)
 
 
+def newcombe_paired(n11: int, n10: int, n01: int, n00: int, level: float = 0.05) -> tuple[float, float]:
+    """Newcombe's method 10 (Stat Med 1998;17:2635): the interval of p(a) - p(b) for independent paired pairs, from the
+    Wilson score intervals of the two margins and the pairs' phi correlation."""
+    n = n11 + n10 + n01 + n00
+    p_a, p_b = (n11 + n10) / n, (n11 + n01) / n
+    (l_a, u_a), (l_b, u_b) = (proportion_confint(k, n, alpha=level, method="wilson") for k in (n11 + n10, n11 + n01))
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    phi = (n11 * n00 - n10 * n01) / math.sqrt(margins) if margins else 0.0
+    d = p_a - p_b
+    lo = d - math.sqrt(max(0.0, (p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2))
+    hi = d + math.sqrt(max(0.0, (u_a - p_a) ** 2 - 2 * phi * (u_a - p_a) * (p_b - l_b) + (p_b - l_b) ** 2))
+    return max(-1.0, lo), min(1.0, hi)
+
+
 def paired_shares(learned_a: np.ndarray, learned_b: np.ndarray, level: float = 0.05) -> dict:
-    """Runs that learn in a vs b, paired (by seed within each stratum): the exact McNemar test (a binomial test of
-    the discordant pairs) and the difference of shares with the interval of its conditional exact test."""
+    """Runs that learn in a vs b, one independent pair per seed: the exact McNemar test (a binomial test of the
+    discordant pairs) and Newcombe's method 10 interval of the difference of shares."""
     a, b = np.asarray(learned_a, bool), np.asarray(learned_b, bool)
-    n10, n01, n = int((a & ~b).sum()), int((~a & b).sum()), len(a)
-    effect = (n10 - n01) / n if n else math.nan
-    if n10 + n01 == 0:
-        return {"effect": effect, "ci_lo": 0.0, "ci_hi": 0.0, "p": 1.0, "discordant": 0}
-    ci = stats.binomtest(n10, n10 + n01, 0.5).proportion_ci(confidence_level=1 - level, method="exact")
-    share = (n10 + n01) / n  # the difference is share x (2 theta - 1), theta = n10 / (n10 + n01)
-    return {"effect": effect, "ci_lo": share * (2 * ci.low - 1), "ci_hi": share * (2 * ci.high - 1),
-            "p": _mcnemar(n10, n10 + n01), "discordant": n10 + n01}
+    n11, n10, n01, n00 = (int((x & y).sum()) for x, y in ((a, b), (a, ~b), (~a, b), (~a, ~b)))
+    n = len(a)
+    if not n:
+        return {"effect": math.nan, "ci_lo": math.nan, "ci_hi": math.nan, "p": math.nan, "discordant": 0}
+    lo, hi = newcombe_paired(n11, n10, n01, n00, level)
+    p = _mcnemar(n10, n10 + n01) if n10 + n01 else 1.0
+    return {"effect": (n10 - n01) / n, "ci_lo": lo, "ci_hi": hi, "p": p, "discordant": n10 + n01}
+
+
+def coverage(interval, pairs: int, cells: Sequence[float]) -> float:
+    """The exact coverage of a paired-shares interval `interval(n11, n10, n01, n00) -> (lo, hi)` at cell
+    probabilities (p11, p10, p01, p00): every outcome of `pairs` pairs enumerated, weighted by its probability."""
+    truth = cells[1] - cells[2]
+    counts = np.array([(a, b, c, pairs - a - b - c) for a in range(pairs + 1) for b in range(pairs + 1 - a)
+                       for c in range(pairs + 1 - a - b)])
+    probs = stats.multinomial.pmf(counts, pairs, cells)
+    total = 0.0
+    for row, prob in zip(counts[probs > 1e-12], probs[probs > 1e-12]):
+        lo, hi = interval(*(int(k) for k in row))
+        total += prob * (lo - 1e-12 <= truth <= hi + 1e-12)
+    return float(total)
+
+
+SEED_SD = 1.0  # a seed's random effect on the logit scale of learning: 1.6-1.8x the binomial variance over 5 sizes
+
+
+def draw_seed_shares(shares_a: Sequence[float], shares_b: Sequence[float], seeds: int, rng: np.random.Generator,
+                     draws: int = 1, sd: float = SEED_SD) -> tuple[np.ndarray, np.ndarray]:
+    """Learned or not (draws x seeds x strata) for arms a and b whose shares per stratum are given, every seed
+    drawing one random effect (its scenes and initialisation) that it carries into each stratum and both arms."""
+    logit = lambda q: np.log(np.clip(q, 1e-6, 1 - 1e-6) / (1 - np.clip(q, 1e-6, 1 - 1e-6)))
+    effect = rng.normal(0, sd, (draws, seeds, 1))
+    out = []
+    for shares in (shares_a, shares_b):
+        q = np.asarray(shares, float)
+        z = np.where((q > 0) & (q < 1), logit(q) + effect, np.where(q >= 1, np.inf, -np.inf))
+        out.append(rng.random((draws, seeds, len(q))) < 1 / (1 + np.exp(-z)))
+    return out[0], out[1]
+
+
+def reachable(shares: Sequence[float], difference: float) -> tuple[np.ndarray, np.ndarray]:
+    "Shares of a and b that differ by `difference` in every stratum, centred on the given shares where [0, 1] allows."
+    half = abs(difference) / 2
+    centre = np.clip(np.asarray(shares, float), half, 1 - half)
+    return centre + difference / 2, centre - difference / 2
+
+
+@lru_cache(maxsize=256)
+def seed_shares_power(shares: tuple[float, ...], seeds: int, difference: float, level: float,
+                      sd: float = SEED_SD) -> float:
+    """Power of the seed-level share test (`sign_flip` of each seed's share difference over its strata) at a true
+    difference in every stratum, about the given shares, with seed random effects of `sd`."""
+    if smallest_p(seeds) >= level:
+        return 0.0
+    q_a, q_b = reachable(shares, difference)
+    a, b = draw_seed_shares(q_a, q_b, seeds, np.random.default_rng(0), SIMULATIONS // 4, sd)
+    d = (a.astype(float) - b).mean(-1)
+    means, signs = d.mean(1), _signs(seeds)
+    # every draw's sign-flip p at once: the share of sign patterns whose |mean| reaches the draw's
+    flipped = np.abs(d @ signs.T) >= np.abs(d.sum(1, keepdims=True)) - 1e-9
+    p = flipped.mean(1)
+    return float(np.mean((p < level) & (np.sign(means) == np.sign(difference))))
 
 
 SIMULATIONS = 2000  # draws behind a simulated power: its standard error is at most 1.1 points
@@ -164,11 +237,10 @@ def rank_trend_power(points: tuple[int, ...], rho: float, level: float) -> float
 
 @lru_cache(maxsize=256)
 def paired_shares_power(shares_b: tuple[float, ...], pairs: int, difference: float, level: float) -> float:
-    """Power of `paired_shares` when a's share that learns is b's plus `difference` in each stratum (clipped to
-    [0, 1]), `pairs` pairs per stratum, a and b independent given the stratum (no help from the pairing)."""
+    """Power of `paired_shares` at a true `difference` about the given shares (each stratum's, `pairs` independent
+    pairs in each; see `reachable`), a and b independent given the stratum (no help from the pairing)."""
     rng = np.random.default_rng(0)
-    q_b = np.repeat(shares_b, pairs)
-    q_a = np.clip(q_b + difference, 0, 1)
+    q_a, q_b = (np.repeat(q, pairs) for q in reachable(shares_b, difference))
     a, b = rng.random((SIMULATIONS, len(q_a))) < q_a, rng.random((SIMULATIONS, len(q_b))) < q_b
     n10, n01 = (a & ~b).sum(1), (~a & b).sum(1)
     hits = [x + y > 0 and _mcnemar(int(x), int(x + y)) < level and np.sign(x - y) == np.sign(difference)

@@ -43,7 +43,8 @@ from . import exact
 ALPHA = 0.05  # family-wise error rate of a claim's comparisons
 POWER = 0.8  # for the smallest detectable difference
 MIN_SEEDS = 5  # fewer replicates in an arm: no verdict, the comparison is "indicative"
-OUTCOMES = ("supported", "contradicted", "equivalent", "inconclusive")
+BELOW = "below the margin"  # a direction resolved, the whole interval smaller than the effect of interest
+OUTCOMES = ("supported", "contradicted", "equivalent", BELOW, "inconclusive")
 TESTS = ("t", "sign-flip", "rank-trend", "share")
 EXPECTS = ("greater", "less", "equivalent")
 COLUMNS = ["comparison", "metric", "test", "expect", "margin", "n_a", "n_b", "strata", "dropped", "effect", "ci_lo",
@@ -119,6 +120,8 @@ class Comparison:
     @property
     def test_name(self) -> str:
         name = _TEST_NAMES[self.test, self.design]
+        if self.test == "share" and self.strata:  # the seed serves every stratum: it is the unit
+            name = "exact sign-flip over seeds (each seed's share that learns, a - b, over its strata)"
         if self.test == "share":
             name += f", {self.metric} > {self.learned:g}" + (f", by {', '.join(self.strata)}" if self.strata else "")
         if self.heldout_n:
@@ -143,13 +146,13 @@ def _mask(runs: pd.DataFrame, arm: Mapping[str, object]) -> np.ndarray:
 
 
 def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float = ALPHA,
-            partial: bool = False) -> pd.DataFrame:
+            partial: bool = False, power: bool = True) -> pd.DataFrame:
     """The verdict table of a claim: one row per comparison, in order (columns: COLUMNS). With `partial` (a grid
     not yet complete) every row is indicative, since Holm's family is the whole declared set; a comparison whose
-    arm has no runs yet is a row of no numbers."""
+    arm has no runs yet is a row of no numbers. Without `power`, no power or detectable difference (faster)."""
     rows = [_measure(runs, c) if not partial or _all_arms(runs, c) else _unmeasured(c) for c in comparisons]
     family = np.array([not partial and min(r["n_a"], r["n_b"], r["seeds"]) >= MIN_SEEDS for r in rows], dtype=bool)
-    return decide(rows, family, alpha)
+    return decide(rows, family, alpha, power)
 
 
 def decide(rows: list[dict], family: np.ndarray, alpha: float = ALPHA, power: bool = True) -> pd.DataFrame:
@@ -378,25 +381,44 @@ def _n_seeds(runs: pd.DataFrame, c: Comparison) -> int:
 
 
 def _paired_shares(runs: pd.DataFrame, c: Comparison) -> dict:
-    "Share that learns in a vs b, paired by seed within each stratum: the exact McNemar test over all strata."
+    """Share that learns in a vs b, paired by seed (within each stratum): with strata, the seed is the unit (its
+    scenes and initialisation serve every stratum): an exact sign-flip test of the per-seed share differences;
+    with one pair per seed, the exact McNemar test and Newcombe's interval."""
     keys = ["seed", *c.strata]
     a, b = _keyed(runs, c, "a", keys), _keyed(runs, c, "b", keys)
     common = sorted(set(a) & set(b), key=str)
     la = np.array([a[k] > c.learned for k in common], bool)  # NaN > learned is False: a diverged run did not learn
     lb = np.array([b[k] > c.learned for k in common], bool)
-    return mcnemar(la, lb, [k[0] for k in common], [k[1:] for k in common])
+    seeds, strata = [k[0] for k in common], [k[1:] for k in common]
+    return seed_shares(la, lb, seeds, strata, c.margin) if c.strata else mcnemar(la, lb, seeds, strata)
+
+
+def _shares_b(learned_b: np.ndarray, strata: Sequence) -> tuple[float, ...]:
+    "b's share that learns in each stratum, in the strata's order."
+    cells = sorted(set(strata), key=str)
+    return tuple(float(learned_b[[s == cell for s in strata]].mean()) for cell in cells)
 
 
 def mcnemar(learned_a: np.ndarray, learned_b: np.ndarray, seeds: Sequence, strata: Sequence) -> dict:
-    "The numbers of a paired share comparison from each pair's learned or not, its seed and its stratum."
+    "The numbers of a share comparison of independent pairs (one per seed) from each pair's learned or not."
     test = exact.paired_shares(learned_a, learned_b)
-    cells = sorted(set(strata), key=str)
-    shares_b = tuple(float(learned_b[[s == cell for s in strata]].mean()) for cell in cells)
     n = len(learned_a)
     return {"n_a": n, "n_b": n, "dropped": 0, "effect": test["effect"], "ci_lo": test["ci_lo"],
             "ci_hi": test["ci_hi"], "p_diff": test["p"], "p_tost": NAN, "p_out": NAN, "kind": "paired share",
             "test_kind": "mcnemar", "scale": float(learned_b.mean()) if n else NAN, "seeds": len(set(seeds)),
-            "strata": len(cells), "shares_b": shares_b}
+            "strata": len(set(strata)), "shares_b": _shares_b(learned_b, strata)}
+
+
+def seed_shares(learned_a: np.ndarray, learned_b: np.ndarray, seeds: Sequence, strata: Sequence,
+                margin: float) -> dict:
+    """The numbers of a share comparison whose seeds each serve every stratum: per seed, a's share that learns minus
+    b's over the strata both have; the exact sign-flip test over seeds and the interval that inverts it."""
+    frame = pd.DataFrame({"seed": seeds, "d": learned_a.astype(float) - learned_b.astype(float)})
+    d = frame.groupby("seed", sort=True)["d"].mean().to_numpy()
+    row = differences(d, margin, "sign-flip")
+    return row | {"n_a": len(learned_a), "n_b": len(learned_b), "dropped": 0, "kind": "seed share",
+                  "seeds": len(d), "strata": len(set(strata)), "shares_b": _shares_b(learned_b, strata),
+                  "scale": float(learned_b.mean()) if len(learned_b) else NAN}
 
 
 def _holm(p: list[float], family: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -428,14 +450,15 @@ def planned(pilot: pd.DataFrame, seeds: int, alpha: float = ALPHA) -> list[float
     level = alpha / max(1, len(pilot))
     out = []
     for r in pilot.to_dict("records"):
-        n = seeds * max(1, int(r.get("strata") or 1)) if r["kind"] == "paired share" else seeds
-        out.append(NAN if r["kind"] == "rank" else _power({**r, "n_a": n, "n_b": n}, level))
+        n = seeds * max(1, int(r.get("strata") or 1)) if r["kind"] in ("paired share", "seed share") else seeds
+        out.append(NAN if r["kind"] == "rank" else _power({**r, "n_a": n, "n_b": n, "seeds": seeds}, level))
     return out
 
 
 def _detectable(row: dict, level: float) -> float:
     "The smallest |difference| the comparison detects with POWER, on the effect's scale (NaN: no formula fits)."
-    if (min(row["n_a"], row["n_b"]) < 2 or not np.isfinite(row["scale"]) or row["kind"] in ("rank", "paired share")
+    if (min(row["n_a"], row["n_b"]) < 2 or not np.isfinite(row["scale"])
+            or row["kind"] in ("rank", "paired share", "seed share")
             or row["expect"] == "equivalent"):  # a TOST's reach is its power at no difference, stated beside it
         return NAN
     if row.get("test_kind") == "sign-flip" and exact.smallest_p(row["n_a"]) >= level:
@@ -451,9 +474,11 @@ def _power(row: dict, level: float) -> float:
         return NAN
     if row["expect"] == "equivalent":
         return _tost_power(row, level)
-    if row.get("test_kind") == "sign-flip" and exact.smallest_p(n) >= level:
+    if row.get("test_kind") == "sign-flip" and exact.smallest_p(_replicates(row)) >= level:
         return 0.0
     sign = 1 if row["expect"] == "greater" else -1
+    if row["kind"] == "seed share":  # by simulation, with a random effect per seed
+        return exact.seed_shares_power(row["shares_b"], row["seeds"], sign * margin, level)
     if row["kind"] == "rank":  # by simulation: no formula fits an exact test of discrete statistics
         return exact.rank_trend_power(row["points"], sign * margin, level)
     if row["kind"] == "paired share":
@@ -496,12 +521,20 @@ def _share_difference(h: float, share_b: float) -> float:
 
 
 def _outcome(row: dict, alpha: float = ALPHA) -> str:
-    "A non-indicative row's outcome from its one Holm-adjusted p."
+    """A non-indicative row's outcome from its one Holm-adjusted p; a direction resolved with its whole interval
+    inside the smallest effect of interest is "below the margin", neither for the claim nor against it."""
     if not row["p_adj"] < alpha:
         return "inconclusive"
     if row["expect"] == "equivalent":
         return "contradicted" if row["beyond"] else "equivalent"
+    if row["margin"] > 0 and -row["margin"] < row["ci_lo"] and row["ci_hi"] < row["margin"]:
+        return BELOW
     return "supported" if np.sign(row["effect"]) == (1 if row["expect"] == "greater" else -1) else "contradicted"
+
+
+def _replicates(row: dict) -> int:
+    "The test's independent replicates: seeds for a seed-level share test, else the smaller arm's count."
+    return int(row["seeds"]) if row["kind"] == "seed share" else int(min(row["n_a"], row["n_b"]))
 
 
 def _note(row: dict) -> str:
@@ -511,8 +544,8 @@ def _note(row: dict) -> str:
         notes.append("every replicate equal: an exact test")
     if row["outcome"] == "equivalent" and (row["ci_lo"] > 0 or row["ci_hi"] < 0):
         notes.append("inside the margin, and also non-zero")
-    if row.get("test_kind") == "sign-flip" and row["n_a"] and exact.smallest_p(row["n_a"]) >= ALPHA:
-        notes.append(f"{row['n_a']} seeds: an exact test cannot reach p < {ALPHA:g}")
+    if row.get("test_kind") == "sign-flip" and row["n_a"] and exact.smallest_p(_replicates(row)) >= ALPHA:
+        notes.append(f"{_replicates(row)} seeds: an exact test cannot reach p < {ALPHA:g}")
     return "; ".join(notes)
 
 
@@ -521,8 +554,8 @@ VERDICTS = ("supported", "partly supported", "mixed", "inconclusive", "contradic
 
 def word(table: pd.DataFrame) -> str:
     """The claim's word: supported (every comparison as predicted), partly supported (some as predicted, none
-    against, the rest inconclusive), mixed (some as predicted, some against), contradicted (some against, none as
-    predicted), inconclusive (none resolved); indicative while an arm has too few seeds."""
+    against, the rest inconclusive or below the margin), mixed (some as predicted, some against), contradicted
+    (some against, none as predicted), inconclusive (none resolved); indicative while an arm has too few seeds."""
     if table.empty:
         raise ValueError("a claim needs at least one comparison")
     if (table.outcome == "indicative").any():
@@ -563,14 +596,17 @@ def interval(values, bounds: tuple[float, float] = (-math.inf, math.inf)) -> tup
 
 def threshold(size, learned) -> dict:
     """The size at which half the runs learn, from a logistic model of learned against log size, and its 95%
-    profile-likelihood interval (the thresholds a likelihood-ratio test keeps), both within the sizes tried. The
-    slope is searched up to a step as sharp as the data allow, so runs split cleanly by size (where a plain logistic
-    fit diverges) give the bracket between the sizes. kind: "logit", "below" (every run learns) or "above" (none)."""
+    profile-likelihood interval (the thresholds a likelihood-ratio test keeps). The slope is searched up to a step as
+    sharp as the data allow, so runs split cleanly by size (where a plain logistic fit diverges) give the bracket
+    between the sizes. The threshold is sought a grid's span beyond the sizes tried: an interval that runs past the
+    smallest (largest) size is censored there, "below" ("above") its other end. kind: "logit", "censored below",
+    "censored above", "below" (every run learns) or "above" (none); `edge`: the size tried at the open end."""
     x, y = np.log(np.asarray(size, float)), np.asarray(learned, bool)
     if y.all() or not y.any():
         edge = float(np.exp(x.min() if y.all() else x.max()))
-        return {"kind": "below" if y.all() else "above", "threshold": NAN, "lo": edge, "hi": edge}
-    taus = np.linspace(x.min(), x.max(), 401)
+        return {"kind": "below" if y.all() else "above", "threshold": NAN, "lo": edge, "hi": edge, "edge": edge}
+    span = max(float(np.ptp(x)), math.log(2))
+    taus = np.linspace(x.min() - span, x.max() + span, 601)
     slopes = np.geomspace(0.1, 1000 / max(np.ptp(x), 1e-9), 300)
     z = slopes[None, :, None] * (x[None, None, :] - taus[:, None, None])
     # log-likelihood of each (threshold, slope): log sigmoid(z) for runs that learn, log sigmoid(-z) for the rest
@@ -578,14 +614,23 @@ def threshold(size, learned) -> dict:
     profile = ll.max(1)
     kept = taus[2 * (profile.max() - profile) <= stats.chi2.ppf(0.95, 1)]
     best = taus[profile == profile.max()]
-    return {"kind": "logit", "threshold": float(np.exp(np.median(best))), "lo": float(np.exp(kept.min())),
-            "hi": float(np.exp(kept.max()))}
+    kind, edge = "logit", NAN
+    if kept.min() < x.min() - 1e-9:
+        kind, edge = "censored below", float(np.exp(x.min()))
+    elif kept.max() > x.max() + 1e-9:
+        kind, edge = "censored above", float(np.exp(x.max()))
+    return {"kind": kind, "threshold": float(np.exp(np.median(best))), "lo": float(np.exp(kept.min())),
+            "hi": float(np.exp(kept.max())), "edge": edge}
 
 
 def threshold_text(t: dict, unit: str = "", digits: int = 2) -> str:
-    "A threshold in words: '0.81 [0.76, 0.86] cells', or the bracket the data give."
+    "A threshold in words: '0.81 [0.76, 0.86] cells', or the censored bound, or the bracket the data give."
     f = lambda v: f"{v:.{digits}f}"
     return {"logit": lambda: f"{f(t['threshold'])} [{f(t['lo'])}, {f(t['hi'])}]{unit}",
+            "censored below": lambda: f"below {f(t['hi'])}{unit} (censored: its interval runs past the smallest "
+                                      f"size tried, {f(t['edge'])})",
+            "censored above": lambda: f"above {f(t['lo'])}{unit} (censored: its interval runs past the largest "
+                                      f"size tried, {f(t['edge'])})",
             "below": lambda: f"below {f(t['hi'])}{unit} (every run learns)",
             "above": lambda: f"above {f(t['lo'])}{unit} (no run learns)"}[t["kind"]]()
 
@@ -607,7 +652,7 @@ def _predicted(r: dict, num) -> str:
 
 def _n_cell(r: dict) -> str:
     n = r["n_a"]
-    if r["kind"] == "paired share":
+    if r["kind"] in ("paired share", "seed share"):
         strata = r["strata"]
         return f"{n} pairs ({n // max(1, strata)} seeds x {strata} strata)" if strata > 1 else f"{n} pairs"
     if r["design"] == "welch":
@@ -618,26 +663,26 @@ def _n_cell(r: dict) -> str:
 def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     "The verdict table as GitHub markdown, with the decision rule in a line under it."
     num = lambda x, fmt="+": "–" if not np.isfinite(x) else f"{x:{fmt}.{digits}f}"
-    lines = ["| comparison | predicted | test | n | effect [95% CI] | p (Holm) | power at the margin | outcome |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| comparison | predicted | test | n | effect [95% CI] | p (Holm) | outcome |",
+             "|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
         dropped = f", {r['dropped']} diverged dropped" if r["dropped"] else ""
         ci = (f"[{num(r['ci_lo'])}, {num(r['ci_hi'])}]" if np.isfinite(r["ci_lo"]) and np.isfinite(r["ci_hi"])
               else "[unbounded]" if np.isfinite(r["effect"]) and r["n_a"] > 1 else "[–]")
-        power = "–" if not np.isfinite(r["power"]) else f"{r['power']:.0%} at ±{num(r['margin'], '')}"
         outcome = r["outcome"]
         if outcome == "inconclusive" and np.isfinite(r["detectable"]):
             outcome += f" (detectable: ±{num(r['detectable'], '')})"
         if r["note"]:
             outcome += f"; {r['note']}"
         cells = [r["comparison"].replace("|", r"\|"), _predicted(r, num), r["test"], _n_cell(r) + dropped,
-                 f"{num(r['effect'])} {ci}", _p_cell(r["p"], r["p_adj"]), power, outcome]
+                 f"{num(r['effect'])} {ci}", _p_cell(r["p"], r["p_adj"]), outcome]
         lines.append("| " + " | ".join(cells) + " |")
     alpha = table.attrs.get("alpha", ALPHA)
     lines += ["", f"One hypothesis per comparison, Holm's correction over the claim's {len(table)} at alpha "
                   f"{alpha:g}: a predicted direction is tested two-sided; \"within ±m\" is tested by its margin (a "
-                  "TOST inside it: equivalent; a difference resolved beyond it: contradicted). Power: the chance of "
-                  "resolving a true effect of the margin, at Holm's first-step level. Fewer than "
+                  "TOST inside it: equivalent; a difference resolved beyond it: contradicted); a direction resolved "
+                  "with its whole interval inside the margin is below the margin. An inconclusive row names the "
+                  "smallest difference this design detects with 80% power. Fewer than "
                   f"{MIN_SEEDS} replicates in an arm: indicative (numbers, no verdict)."]
     return "\n".join(lines)
 

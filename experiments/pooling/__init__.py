@@ -58,6 +58,11 @@ PROFILES = {
     "quick": dict(seeds=2, canvas=64, channels=(8, 16, 32, 64), sizes=(8, 12, 16), maps=(2, 4),
                   heads=("avg", "max", "concat"), n_scenes=3000, epochs=5, lrs=(1e-2,), precision="bf16",
                   channels_last=True, probe=False),
+    # the quick study's pilot, at its 64 px geometry (a 4x4 map of 16 px cells): avg and max around the threshold,
+    # rates searched per head, seeds that draw their own scenes; fp32 + channels_last, fast on every CPU
+    "quick_pilot": dict(seeds=6, vary_data=True, canvas=64, channels=(8, 16, 32, 64), sizes=(10, 12, 14), maps=(),
+                        heads=("avg", "max"), n_scenes=3000, epochs=5, lrs=(3e-3, 1e-2, 3e-2), rate_per="head",
+                        channels_last=True, probe=False),
     # the lesson's 7x7 map at half the pixels (16 px cells): every arm, 10 seeds, about 2 hours on 2 CPU cores
     "medium": dict(seeds=10, canvas=112, channels=(8, 16, 32, 64), sizes=(6, 8, 10, 12, 14, 16, 20),
                    maps=(2, 4, 7, 10), n_scenes=4000, epochs=8, lrs=LRS),
@@ -191,7 +196,18 @@ def one_cell(profile: str) -> int:
 def comparisons(profile: str) -> list[Comparison]:
     if profile == "confirm":
         return confirmed()
+    if not PROFILES[profile]["maps"]:
+        return trainability(profile)
     return pilot(profile)
+
+
+def trainability(profile: str) -> list[Comparison]:
+    """A profile of the threshold arm alone (quick, quick_pilot), declared before its runs: max - avg in the share of
+    seeds that learn, in the lesson's direction (tested two-sided); the seed is the unit over several sizes."""
+    sizes = PROFILES[profile]["sizes"]
+    return [Comparison(f"trainability: max - avg, share of seeds that learn, {'-'.join(map(str, sizes))} px",
+                       dict(arm="threshold", pool="max"), dict(arm="threshold", pool="avg"), test="share",
+                       learned=LEARNED, margin=0.1, strata=("obj_size",) if len(sizes) > 1 else ())]
 
 
 def confirmed() -> list[Comparison]:

@@ -15,7 +15,8 @@ from . import report as pilot
 
 PROFILE = "confirm"
 ANSWER = {"supported": "yes", "contradicted": "no, the opposite", "inconclusive": "not resolved",
-          "equivalent": "the same within the margin", "indicative": "too few runs yet to say"}
+          "equivalent": "the same within the margin", "indicative": "too few runs yet to say",
+          stats.BELOW: "resolved, but smaller than the margin"}
 
 
 def report(ctx: R.Context) -> tuple[str, str]:
@@ -80,7 +81,7 @@ def found(c6, why_table, thresholds: dict, runs: pd.DataFrame) -> list[str]:
         "**Does max learn at smaller objects than avg?** " + answer(tr_max).capitalize() + ". Half the seeds "
         "learn from " + ", ".join(threshold_words(thresholds, h) for h in ("avg", "max", "concat"))
         + f" of the {map_side(PROFILE)}x{map_side(PROFILE)} map; the share of seeds that learn over 0.75 to 1 cell, "
-        f"max - avg {effect(tr_max)}, concat - avg {effect(tr_concat)} ({n} seeds, exact McNemar by size).",
+        f"max - avg {effect(tr_max)}, concat - avg {effect(tr_concat)} ({n} seeds, exact sign-flip over seeds).",
         "**Does max - avg grow as the map grows?** " + answer(slope).capitalize() + f": {effect(slope, 4)} held-out "
         "accuracy per doubling of the map's side, from 2x2 to 14x14, with the 28 px digit (per-seed slopes).",
         "**Given the same features, does max read the object better than avg?** " + answer(read).capitalize()
@@ -102,16 +103,21 @@ def recommend(c6, thresholds: dict, dil: pd.DataFrame) -> list[str]:
     recommended only where a declared test resolved a difference; elsewhere fastai's default, concat."""
     tr = row(c6, "trainability: max")
     slope = row(c6, "dilution")
-    t = {h: thresholds[h]["threshold"] for h in ("avg", "max", "concat")
-         if h in thresholds and thresholds[h]["kind"] == "logit"}
+    t = {h: thresholds[h] for h in ("avg", "max", "concat") if h in thresholds}
     out = []
     if tr is not None and tr["outcome"] == "contradicted" and {"avg", "max", "concat"} <= set(t):
-        small, big = t["avg"], min(t["max"], t["concat"])
-        out += [f"- **Objects under about {small:.2f} cells** of the final map: no head learns them reliably at this "
-                "training budget; use a finer final map (one stride-2 stage fewer doubles an object's size in "
-                "cells).",
-                f"- **Objects of {small:.2f} to {big:.2f} cells**: **avg**. Max and concat fail to train here in "
-                f"seeds where avg learns (share max - avg {effect(tr)}).",
+        big = min(_upper(t["max"]), _upper(t["concat"]))
+        if t["avg"]["kind"] == "logit":
+            small = t["avg"]["threshold"]
+            out.append(f"- **Objects under about {small:.2f} cells** of the final map: no head learns them reliably "
+                       "at this training budget; use a finer final map (one stride-2 stage fewer doubles an "
+                       "object's size in cells).")
+        else:  # avg's threshold lies below the sizes tried: nothing is known of smaller objects
+            small = _upper(t["avg"])
+            out.append(f"- **Objects under {t['avg']['edge']:.2f} cells** of the final map were not tried: the "
+                       "study cannot say which head learns them.")
+        out += [f"- **Objects of about {small:.2f} to {big:.2f} cells**: **avg**. Max and concat fail to train here "
+                f"in seeds where avg learns (share max - avg {effect(tr)}).",
                 f"- **Objects over {big:.2f} cells**: every head learns; then the map's size decides (next line)."]
     elif tr is not None and tr["outcome"] == "supported":
         out.append(f"- **Small objects**: **max**, which learns at smaller objects than avg ({effect(tr)}).")
@@ -131,6 +137,11 @@ def recommend(c6, thresholds: dict, dil: pd.DataFrame) -> list[str]:
                    + (f"({effect(slope, 4)} per doubling; this design sees ±{det:.4f} with 80% power)"
                       if det == det else "") + ": **concat**, fastai's default, loses nothing measured here.")
     return out
+
+
+def _upper(t: dict) -> float:
+    "A threshold's estimate, or the end of its interval the data close (censored below: its upper end)."
+    return t["threshold"] if t["kind"] == "logit" else t["hi"] if "below" in t["kind"] else t["lo"]
 
 
 def show(ctx: R.Context, thr: pd.DataFrame, dil: pd.DataFrame) -> list[str]:

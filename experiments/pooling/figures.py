@@ -27,9 +27,13 @@ def share_by_size(thr: pd.DataFrame, profile: str):
                     lw=2.2 if h in BOLD else 1, alpha=1 if h in BOLD else 0.6)
         t = stats.threshold(thr.loc[thr["pool"] == h, "cells"], thr.loc[thr["pool"] == h, "learned"])
         if t["kind"] == "logit" and h in BOLD:
-            found[h] = t["threshold"]
+            found[h] = f"{t['threshold']:.2f} cells ({h})"
             ax.errorbar([t["threshold"]], [0.5], xerr=[[t["threshold"] - t["lo"]], [t["hi"] - t["threshold"]]],
                         marker="|", ms=14, color=colours[h], capsize=4, lw=1.5)
+        elif t["kind"] == "censored below" and h in BOLD:  # open to the left: an arrow, not a clipped bar
+            found[h] = f"below {t['hi']:.2f} cells ({h})"
+            ax.annotate("", xy=(min(sizes) * 0.93, 0.5), xytext=(t["hi"], 0.5),
+                        arrowprops=dict(arrowstyle="->", color=colours[h], lw=1.5))
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(plt.NullLocator())
@@ -38,9 +42,9 @@ def share_by_size(thr: pd.DataFrame, profile: str):
     ax.set_xlabel(f"object size, cells of the final {map_side(profile)}x{map_side(profile)} map "
                   f"({cell_px(profile)} px each), log scale")
     ax.set_ylabel("share of seeds that learn (exact 95% CI)")
-    order = sorted(found, key=found.get)
-    ax.set_title("Half the seeds learn from " + ", ".join(f"{found[h]:.2f} cells ({h})" for h in order)
-                 + "\n(bars at 0.5: each head's threshold with its 95% interval)" if order
+    order = list(found)
+    ax.set_title("Half the seeds learn from " + ", ".join(found[h] for h in order)
+                 + "\n(at 0.5: each head's threshold, 95% interval; an arrow: censored below)" if order
                  else "Share of seeds that learn, by object size")
     ax.legend(title="head", loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the shares fill the axes
     return fig

@@ -271,6 +271,8 @@ def finding(table: pd.DataFrame, thr: pd.DataFrame, profile: str, word: str) -> 
     "One sentence a reader can repeat: the effect at the lesson's scenario with its interval, then the verdict."
     if table is None or thr.empty:
         return f"C6 {word}: no runs yet."
+    if not PROFILES[profile]["maps"]:
+        return trainability_finding(table.iloc[0], thr, profile, word)
     r = table.iloc[0]
     n = int(r["n_a"])
     effect = f"{r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}] ({n} paired seeds)" if n else "not run yet"
@@ -286,3 +288,21 @@ def finding(table: pd.DataFrame, thr: pd.DataFrame, profile: str, word: str) -> 
 
 
 
+
+
+def trainability_finding(r: pd.Series, thr: pd.DataFrame, profile: str, word: str) -> str:
+    "The threshold arm's answer in plain words: which head learned to see the small object in how many seeds."
+    side, cell = map_side(profile), cell_px(profile)
+    sizes = sorted(int(x) for x in thr["obj_size"].unique())
+    k = thr.groupby("pool")["learned"].agg(["sum", "count"])
+    seen = ", ".join(f"{h} in {int(k.loc[h, 'sum'])} of {int(k.loc[h, 'count'])} runs" for h in ("avg", "max")
+                     if h in k.index)
+    answer = {"supported": "max pooling learns to find it more often than average pooling, as the lesson predicts",
+              "contradicted": "average pooling learns to find it more often than max pooling, the opposite of the "
+                              "lesson's prediction",
+              stats.BELOW: "the heads differ by less than the smallest difference of interest"}.get(
+        r["outcome"], "no difference between max and average pooling was resolved")
+    where = " and ".join(f"{s} px ({s / cell:g} cells)" for s in sizes)
+    return (f"with a bear of {where} in {PROFILES[profile]['canvas']} px scenes (a {side}x{side} map), {answer}: "
+            f"{seen} learned it; share max - avg {r['effect']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] over "
+            f"{int(r['seeds'])} seeds ({profile} profile): C6 {word}.")
