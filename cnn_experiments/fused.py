@@ -31,7 +31,7 @@ from .config import Config
 from .errors import UserError
 from .learner import Learner
 from .pooling import GeMPool2d
-from .train import Result, build_model, device_name, fit, pinned_threads, scores, speedups, tensors
+from .train import Result, build_model, fit, pinned_threads, ran_on, scores, speedups, tensors
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
 
@@ -301,7 +301,7 @@ def run(cfgs, keep: tuple[str, ...] = ()) -> list[Result]:
                 sd = learn.model.member(i).state_dict()
                 weights = {k: v.detach().cpu().clone() for k, v in sd.items() if k.startswith(keep)}
             out.append(Result(dict(**m, diverged=diverged, seconds=round(seconds, 3), epochs_run=cfgs[0].epochs,
-                                   device=device_name(cfgs[0].device), fused=len(cfgs)), [], weights))
+                                   fused=len(cfgs), **ran_on(cfgs[0].device)), [], weights))
     return out
 
 

@@ -162,9 +162,23 @@ def one_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def devices(runs: pd.DataFrame) -> str:
-    "The device that made the runs, or each device with its number of runs where there were several."
-    n = runs["device"].dropna().astype(str).value_counts()
-    return n.index[0] if len(n) == 1 else ", ".join(f"{d} ({k} runs)" for d, k in n.items())
+    """The device that made the runs, with the machine that picked its kernels where the runs record it; or each
+    with its number of runs where there were several."""
+    where = runs.dropna(subset=["device"])
+    n = where.apply(machine, axis=1).value_counts() if len(where) else where["device"]
+    return n.index[0] if len(n) == 1 else "; ".join(f"{d} ({k} runs)" for d, k in n.items())
+
+
+def machine(run: pd.Series) -> str:
+    "A run's device and, where its row has the machine columns (store.LATE), the machine that picked its kernels."
+    if "cpu" not in run:  # a report without runs names this machine's device alone: its text is the same anywhere
+        return str(run["device"])
+    text = lambda c: "" if pd.isna(run[c]) else str(run[c])
+    if not text("cpu"):
+        return f"{run['device']}, CPU not recorded"
+    gpu = f"{text('gpu')}, host " if text("gpu") else ""
+    return (f"{run['device']}, {gpu}{text('cpu')}, {text('cpu_features') or 'no listed features'}, "
+            f"ATen {text('cpu_capability')}, oneDNN {text('onednn') or 'absent'}")
 
 
 INCOMPLETE = "## Status: the grid is not complete"
@@ -215,10 +229,14 @@ def verdict_section(table: pd.DataFrame | None, claim: str) -> tuple[str, list[s
 
 
 def power_plan(table: pd.DataFrame, planned: list[float], seeds: int, pilot: str) -> str:
-    "A confirmatory report's power per comparison: planned (the pilot's spread at the declared seeds) and achieved."
+    """A confirmatory report's power per comparison, planned before its runs from the pilot's spread at the declared
+    seeds, beside what each row found (a resolved row's interval says more than any power)."""
     pct = lambda x: "–" if not np.isfinite(x) else f"{x:.0%}"
-    rows = [f"| {r['comparison']} | ±{r['margin']:g} | {pct(plan)} | {pct(r['power'])} |"
+    found = lambda r: (f"{r['outcome']}: {r['effect']:+.3f} [{r['ci_lo']:+.3f}, {r['ci_hi']:+.3f}]"
+                       if np.isfinite(r["effect"]) else r["outcome"])
+    rows = [f"| {r['comparison']} | ±{r['margin']:g} | {pct(plan)} | {found(r)} |"
             for r, plan in zip(table.to_dict("records"), planned)]
-    return "\n".join([f"Power at each comparison's margin, at Holm's first-step level: planned from the spread of "
-                      f"the [pilot]({pilot}) with the {seeds} seeds declared, and achieved with this study's own "
-                      "spread.", "", "| comparison | margin | planned | achieved |", "|---|---|---|---|", *rows])
+    return "\n".join([f"Power at each comparison's margin, at Holm's first-step level, planned before the runs from "
+                      f"the spread of the [pilot]({pilot}) with the {seeds} seeds declared; beside it, what the row "
+                      "found.", "", "| comparison | margin | planned power | found [95% CI] |", "|---|---|---|---|",
+                      *rows])

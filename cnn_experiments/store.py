@@ -27,6 +27,7 @@ import pandas as pd
 from . import config as C
 from .files import StoreError, append_bytes, write_atomic
 from .lock import acquire, release
+from .machine import MACHINE
 
 META = ("run_id", "cell_id", "profile")
 # fused: how many models trained together in the run's group (1: alone); seconds are its share of their time
@@ -35,7 +36,10 @@ PROBES = tuple(f"probe_{name}" for name in C.POOLS)  # each head-only probe's ac
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc", "diverged", "seconds", "epochs_run", "fused", *PROBES)
 PROVENANCE = ("date", "python", "torch", "fastai", "git_rev")
 CHECKSUM = "checksum"
-HEADER = (*META, *C.FIELDS, *METRICS, *PROVENANCE)
+HEADER = (*META, *C.FIELDS, *METRICS, *PROVENANCE, *MACHINE)
+# columns a file may gain after its rows were written: they follow the checksum, and a row written before its file
+# had them stops short at it, its checksum over the fields it had (the machine that picked a run's kernels)
+LATE = MACHINE
 REQUIRED = ("run_id", "cell_id", "profile", "seed", "accuracy", "train_loss", "valid_loss", "device", CHECKSUM)
 RANGES = {  # column -> (lowest, highest, may be empty or NaN)
     "accuracy": (0, 1, True), "auc": (0, 1, True), "train_loss": (0, math.inf, True),
@@ -128,18 +132,21 @@ class Store:
                 bad.append(BadRow(n, why + (" (the last line, cut short)" if torn_tail and n == len(lines) else ""),
                                   raw))
             else:
-                good.append([row[h] for h in header])
+                good.append([row.get(h, "") for h in header])
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
         w.writerows(good)
-        df = pd.read_csv(io.StringIO(buf.getvalue()), dtype={"run_id": str, "cell_id": str, "profile": str})
-        return Runs(df.drop(columns=CHECKSUM), bad, [], any(c not in header for c in HEADER))
+        df = pd.read_csv(io.StringIO(buf.getvalue()), dtype={"run_id": str, "cell_id": str, "profile": str,
+                                                             **dict.fromkeys(LATE, str)})
+        rows = df.drop(columns=CHECKSUM)
+        rows = rows.reindex(columns=[*rows.columns, *(c for c in LATE if c not in rows)])  # empty: not recorded
+        return Runs(rows, bad, [], any(c not in header for c in HEADER if c not in LATE))
 
     def _why_bad(self, header: list[str], cells: list[str] | None) -> str | None:
         if cells is None:
             return "not a line of text"
-        if len(cells) != len(header):
+        if len(cells) > len(header) or any(h not in LATE for h in header[len(cells):]):
             return f"{len(cells)} fields where the header has {len(header)}"
         row = dict(zip(header, cells))
         if checksum([c for h, c in zip(header, cells) if h != CHECKSUM]) != row[CHECKSUM]:
@@ -243,14 +250,13 @@ class Store:
     def rewrite(self, rows: pd.DataFrame) -> None:
         "The file anew with this version's header and checksums (the old one or the new one, never half)."
         extra = [c for c in rows.columns if c not in HEADER and c != CHECKSUM]
-        header = [*HEADER, *extra]
+        header = layout([*HEADER, *extra])
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow([*header, CHECKSUM])
+        w.writerow(header)
         defaults = C.to_row(C.Config())
         for r in rows.to_dict("records"):
-            cells = [_cell_of(r, h, defaults) for h in header]
-            w.writerow([*cells, checksum(cells)])
+            w.writerow(_checked(header, {h: _cell_of(r, h, defaults) for h in header if h != CHECKSUM}))
         write_atomic(self.path, buf.getvalue().encode())
 
     def append(self, row: dict, curve: list[dict] = (), weights: dict | None = None, model: dict | None = None):
@@ -270,19 +276,39 @@ class Store:
             w.writerows([[row["run_id"], *[cell(c.get(k, "")) for k in CURVE[1:]]] for c in curve])
             append_bytes(self.curves_path, buf.getvalue().encode())
         header = self._header()
-        if header is None or CHECKSUM not in header or any(k not in header for k in row):
+        if header is None or CHECKSUM not in header or any(k not in header and k not in LATE for k in row):
             self.rewrite(self.read().rows)  # a new file or one of an older version: this version's header first
             header = self._header()
-        cells = [cell(row.get(h)) for h in header if h != CHECKSUM]
+        elif any(k not in header for k in row):
+            header = self._widen(header)
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([*cells, checksum(cells)])
+        csv.writer(buf, lineterminator="\n").writerow(_checked(header, {h: cell(row.get(h)) for h in header
+                                                                         if h != CHECKSUM}))
         append_bytes(self.path, buf.getvalue().encode())
+
+    def _widen(self, header: list[str]) -> list[str]:
+        "Name the late columns the file lacks at the end of its header; every row stays as written, byte for byte."
+        wider = [*header, *(c for c in LATE if c not in header)]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(wider)
+        write_atomic(self.path, buf.getvalue().encode() + self.path.read_bytes().partition(b"\n")[2])
+        return wider
 
     def _header(self) -> list[str] | None:
         if not self.path.exists() or not self.path.stat().st_size:
             return None
         with open(self.path, "rb") as f:
             return _fields(f.readline().rstrip(b"\n"))
+
+
+def layout(columns) -> list[str]:
+    "A runs file's header: its columns, the checksum, then the late ones."
+    return [*(c for c in columns if c not in LATE), CHECKSUM, *(c for c in LATE if c in columns)]
+
+
+def _checked(header: list[str], cells: dict[str, str]) -> list[str]:
+    "A row's cells in the header's order, its checksum (of the others, in order) in the checksum column."
+    return [checksum(list(cells.values())) if h == CHECKSUM else cells[h] for h in header]
 
 
 def _fields(raw: bytes) -> list[str] | None:

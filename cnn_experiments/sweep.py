@@ -20,7 +20,7 @@ from . import executors, fused
 from .config import Config, to_row
 from .errors import UserError
 from .progress import ProgressTable
-from .store import METRICS, Store, provenance
+from .store import MACHINE, METRICS, Store, provenance
 
 Keep = Callable[[Config], tuple[str, ...]]  # which state-dict entries a run saves for its report
 
@@ -56,7 +56,8 @@ def run_sweep(configs: list[Config], store: Store | Path | str, profile: str = "
                 for cfg, r in zip(work[i][0], results):
                     store.append({"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **to_row(cfg),
                                   **{k: r.metrics.get(k, float("nan")) for k in METRICS},
-                                  "device": r.metrics["device"], **prov}, r.curve, r.weights, r.model)
+                                  "device": r.metrics["device"], **prov, **{k: r.metrics.get(k, "") for k in MACHINE}},
+                                 r.curve, r.weights, r.model)
                     finished += 1
                     table.line(finished, cfg, r.metrics)
         except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from . import models, pretrained
 from .callbacks import Autocast, BodyInEvalMode, SkipValidation, StopOnNaN, TrainingCurve, without_host_sync
 from .config import Config
 from .learner import CrossEntropy, Learner
+from .machine import identity
 from .progress import show_progress
 
 __all__ = ["Config", "Result", "run", "result", "learner", "fit", "evaluate"]
@@ -182,11 +183,11 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
 
 
 def row(metrics: dict, seconds: float, epochs: int, device: str) -> dict:
-    "A run's metrics as its row records them: a diverged run's all NaN, with its time, epochs and device."
+    "A run's metrics as its row records them: a diverged run's all NaN, with its time, epochs, device and machine."
     diverged = not np.isfinite(metrics["train_loss"])
     if diverged:  # a NaN model's accuracy is an artefact: the report shows the run as diverged instead
         metrics = {k: float("nan") for k in metrics}
-    return dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs_run=epochs, device=device_name(device))
+    return dict(**metrics, diverged=diverged, seconds=round(seconds, 3), epochs_run=epochs, **ran_on(device))
 
 
 def train(cfg: Config, progress: bool | None = None):
@@ -198,8 +199,13 @@ def train(cfg: Config, progress: bool | None = None):
 
 
 def run(cfg: Config, progress: bool | None = None) -> dict:
-    "One run = one config -> metrics: train_loss, valid_loss, accuracy, (auc), seconds, epochs_run, device."
+    "One run = one config -> metrics: train_loss, valid_loss, accuracy, (auc), seconds, epochs_run, device, machine."
     return result(cfg, progress=progress).metrics
+
+
+def ran_on(device: str) -> dict[str, str]:
+    "Where a run ran, as its row records it: the device's name and the machine that picked its kernels."
+    return dict(device=device_name(device), **identity(device))
 
 
 def device_name(device: str) -> str:

@@ -39,7 +39,7 @@ def lines(path):
 def test_rows_carry_a_checksum_and_read_back_whole(made):
     runs = Store(made).read()
     assert not runs.bad and len(runs.rows) == 3 and list(runs.rows["run_id"]) == [c.run_id for c in GRID]
-    assert lines(made)[0].endswith(",checksum")
+    assert lines(made)[0].endswith(",checksum," + ",".join(S.LATE))
 
 
 @pytest.mark.parametrize("spoil,why", [
@@ -68,7 +68,8 @@ def test_text_in_a_metric_is_named_with_its_column(made):
     import io
     rows = list(csv.reader(io.StringIO(made.read_text())))
     rows[1][rows[0].index("accuracy")] = "high"
-    rows[1][-1] = S.checksum(rows[1][:-1])  # a consistent row whose accuracy is not a number
+    at = rows[0].index("checksum")
+    rows[1][at] = S.checksum(rows[1][:at] + rows[1][at + 1:])  # a consistent row whose accuracy is not a number
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     made.write_text(buf.getvalue())
@@ -111,6 +112,40 @@ def test_a_runs_file_written_before_the_config_gained_fields_is_upgraded(made):
         store.prepare(echo=lambda s: None)
     back = Store(made).read()
     assert not back.legacy and not back.bad and (back.rows["width"] == 1.0).all()
+
+
+def test_a_new_row_records_the_machine_that_picked_its_kernels_under_its_checksum(made):
+    import csv
+    import io
+
+    from cnn_experiments import machine
+    rows = Store(made).read().rows
+    assert (rows["cpu_features"].fillna("") == " ".join(machine.cpu_features())).all()
+    assert (rows["cpu"] == machine.cpu_model()).all() and (rows["onednn"].fillna("") == machine.onednn_version()).all()
+    table = list(csv.reader(io.StringIO(made.read_text())))
+    table[1][table[0].index("cpu_features")] = "avx2 avx512f avx512_bf16"
+    table[2] = table[2][:table[0].index("checksum") + 1]  # stops short at its checksum: it lacks what it recorded
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(table)
+    made.write_text(buf.getvalue())
+    why = "its checksum does not match its fields (changed or torn)"
+    assert [(b.line, b.why) for b in Store(made).read().bad] == [(2, why), (3, why)]
+
+
+def test_rows_written_before_the_machine_columns_verify_as_they_are_and_stay_byte_for_byte(made):
+    from cnn_experiments.store import CHECKSUM, LATE, checksum
+    old = pd.read_csv(made, dtype=str, keep_default_na=False).drop(columns=list(LATE))
+    fields = [c for c in old.columns if c != CHECKSUM]
+    old[CHECKSUM] = [checksum(list(r)) for r in old[fields].itertuples(index=False)]  # as that version wrote it
+    old.to_csv(made, index=False)
+    before = lines(made)
+    runs = Store(made).read()
+    assert not runs.bad and not runs.legacy and len(runs.rows) == 3 and runs.rows["cpu"].isna().all()
+    run_sweep(GRID + [TINY.replace(seed=3)], made, echo=lambda s: None)
+    after = lines(made)
+    assert after[0] == before[0] + "," + ",".join(LATE) and after[1:4] == before[1:]  # not rewritten: widened
+    runs = Store(made).read()
+    assert not runs.bad and len(runs.rows) == 4 and list(runs.rows["cpu"].isna()) == [True] * 3 + [False]
 
 
 def test_a_runs_file_without_checksums_is_set_aside_whole(made):

@@ -4,6 +4,7 @@ import torch
 
 from cnn_experiments import train
 from cnn_experiments.callbacks import TrainingCurve, object_cells, object_grad_share
+from cnn_experiments.machine import MACHINE
 from tests.conftest import TINY, TINY_SCENES
 
 
@@ -31,7 +32,8 @@ def test_a_run_computes_with_one_thread_whatever_the_caller_uses():
 
 def test_the_metrics_of_a_run():
     m = train.run(TINY)
-    assert {"train_loss", "valid_loss", "accuracy", "seconds", "epochs_run", "device", "diverged"} <= set(m)
+    assert {"train_loss", "valid_loss", "accuracy", "seconds", "epochs_run", "device", "diverged", *MACHINE} <= set(m)
+    assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert m["epochs_run"] == 2 and m["diverged"] is False
 
 
