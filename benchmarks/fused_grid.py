@@ -21,7 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
-from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
+from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.errors import UserError
 from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
@@ -35,7 +35,7 @@ MEASURES = ("cnn_experiments/fused.py", "cnn_experiments/train.py", "cnn_experim
 
 def parser() -> Parser:
     p = Parser(prog="fused_grid.py", description="the pooling grid fused, against the study's own runs")
-    p.add_argument("--profile", default="quick", choices=PROFILES)
+    p.add_argument("--profile", default="quick", choices=tuple(pooling.PROFILES))
     p.add_argument("--device", default="cpu", choices=DEVICES)
     p.add_argument("--fuse", type=positive_int, default=None, help="members per fused model (default: all seeds)")
     p.add_argument("--jobs", type=positive_int, default=1, help="fused models trained at once, in processes")

@@ -20,7 +20,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
-from cnn_experiments.cli import DEVICES, PROFILES, Parser, positive_int, script
+from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.errors import UserError
 from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
@@ -37,7 +37,7 @@ MEASURES = ("cnn_experiments/callbacks.py", "cnn_experiments/train.py", "cnn_exp
 def parser() -> Parser:
     p = Parser(prog="precision.py", description="bf16 autocast and channels_last against fp32")
     p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--profile", default="quick", choices=PROFILES, help="the pooling profile's geometry and epochs")
+    p.add_argument("--profile", default="quick", choices=tuple(pooling.PROFILES), help="the pooling profile's geometry and epochs")
     p.add_argument("--sizes", type=sizes, default="16,20", help="object sizes in px, comma-separated")
     p.add_argument("--heads", default="avg,max", help="pooling heads, comma-separated")
     p.add_argument("--seeds", type=positive_int, default=10, help="seeds per cell")

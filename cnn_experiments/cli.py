@@ -23,7 +23,6 @@ from .experiment import NAMES, get
 
 # the study pipeline, and torch and fastai with it, is imported by the commands that run or report
 FOLDER_RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
-PROFILES = ("quick", "medium", "full", "confirm")  # confirm: a pilot's confirmatory study
 DEVICES = ("cpu", "cuda")
 
 
@@ -65,9 +64,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the experiments and the claims they test")
     r = sub.add_parser("run", help="run an experiment's grid (resuming), then write its report")
     r.add_argument("name", help=f"one of {', '.join(NAMES)}")
-    r.add_argument("--profile", default=None, choices=PROFILES,
+    r.add_argument("--profile", default=None,
                    help="quick: minutes on a CPU; medium: hours on a CPU; full: the study as designed (a GPU's work); "
-                        "confirm: the confirmatory study of a pilot, declared before its runs (default quick)")
+                        "confirm: the confirmatory study of a pilot, declared before its runs; an experiment may "
+                        "declare more (`cnn-exp list`; default quick)")
     r.add_argument("--device", default="cpu", choices=DEVICES, help="where to train")
     r.add_argument("--seeds", type=positive_int, default=None, help="seeds per cell (default: the profile's)")
     r.add_argument("--jobs", type=positive_int, default=None,
@@ -94,7 +94,7 @@ def parser() -> argparse.ArgumentParser:
                         "image as it is: objects a crop would lose, images a flip changes)")
     s = sub.add_parser("report", help="rewrite an experiment's summary from its runs file (trains nothing)")
     s.add_argument("name", help=f"one of {', '.join(NAMES)}")
-    s.add_argument("--profile", default=None, choices=PROFILES, help="default: the profile of the last run")
+    s.add_argument("--profile", default=None, help="default: the profile of the last run")
     s.add_argument("--results", type=Path, default=Path("results"), help="results folder")
     pr = sub.add_parser("predict", help="class and probability per image, from a model `run --data` saved")
     pr.add_argument("model", type=Path, help="model.safetensors (with its .json beside it)")
