@@ -37,7 +37,8 @@ MEASURES = ("cnn_experiments/callbacks.py", "cnn_experiments/train.py", "cnn_exp
 def parser() -> Parser:
     p = Parser(prog="precision.py", description="bf16 autocast and channels_last against fp32")
     p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--profile", default="quick", choices=tuple(pooling.PROFILES), help="the pooling profile's geometry and epochs")
+    p.add_argument("--profile", default="quick", choices=tuple(pooling.PROFILES),
+                   help="the pooling profile's geometry and epochs")
     p.add_argument("--sizes", type=sizes, default="16,20", help="object sizes in px, comma-separated")
     p.add_argument("--heads", default="avg,max", help="pooling heads, comma-separated")
     p.add_argument("--seeds", type=positive_int, default=10, help="seeds per cell")

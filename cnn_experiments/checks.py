@@ -1,7 +1,6 @@
 """Checks that the committed results are what this code makes.
 
     cnn-exp check        # every committed summary regenerates unchanged; no benchmark predates the code it measures
-    cnn-exp reproduce    # the quick pooling study afresh, compared with the committed one (what `make run` does)
 """
 from __future__ import annotations
 
@@ -12,14 +11,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from .experiment import NAMES
-from .progress import clock
 from .publish import MEASURES
 from .report import text_only, unwritten
-from .stats import VERDICTS
 
 
 def _quiet(fn, *args):
@@ -127,33 +123,3 @@ def stale_benchmarks(results: Path) -> list[str]:
 def check(results: Path = Path("results"), jobs: int = 1) -> list[str]:
     "Every problem found, one line each (none: the committed results are current)."
     return stale_summaries(results, jobs) + stale_benchmarks(results)
-
-
-def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), name: str = "pooling",
-              profile: str = "quick", jobs: int | None = None) -> str:
-    """Run `name`'s `profile` from scratch into `into` (git-ignored) and compare its verdict and numbers with the
-    committed ones: one line."""
-    from .report import finding_of
-    from .store import Store
-    from .study import do_run
-    committed = Store(results / name / "runs.csv").read().rows
-    committed = committed[committed["profile"] == profile].drop_duplicates("run_id").set_index("run_id")
-    if committed.empty:  # said before minutes of training, not after
-        return f"no committed {profile} runs of {name} in {results} to compare with"
-    shutil.rmtree(into, ignore_errors=True)
-    started = time.monotonic()
-    do_run(name, profile, results=into / "results", jobs=jobs)
-    took = time.monotonic() - started
-    fresh = Store(into / "results" / name / "runs.csv").read().rows.drop_duplicates("run_id").set_index("run_id")
-    common = fresh.index.intersection(committed.index)
-    if not len(common):
-        return f"no committed {profile} runs of {name} in {results} to compare with"
-    diff = (fresh.loc[common, "accuracy"] - committed.loc[common, "accuracy"]).abs().max()
-    word = lambda p: re.findall("|".join(sorted(VERDICTS, key=len, reverse=True)), finding_of(p))
-    same = word(into / "results" / name / f"summary_{profile}.md") == word(results / name / f"summary_{profile}.md")
-    runs = f"{len(common)} of {len(committed)} committed runs remade"
-    return (f"{'reproduced' if same and diff == 0 else 'not reproduced exactly'}: "
-            f"{'same verdict' if same else 'another verdict'}, {runs}, largest accuracy difference {diff:.3f}"
-            + ("" if diff == 0 else " (another CPU or library version rounds floats differently)")
-            + f"; the study took {clock(took)} of wall time")
-

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             from .simulate import power
             print(power(a.results, a.write, a.simulations))
         elif a.cmd == "reproduce":
-            from .checks import reproduce
+            from .reproduction import reproduce
             print(reproduce(a.results, a.into))
         else:
             from .checks import check

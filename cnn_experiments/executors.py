@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import multiprocessing
+import multiprocessing.pool
 import os
 import platform
 import signal
+import threading
+import time
 
 from . import folder, fused, train
 from .config import Config
 from .errors import UserError
 
 EXECUTORS = ("local", "ray")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 Unit = tuple[list[Config], tuple[str, ...]]  # configs trained together, and the state-dict prefixes they keep
 
 
@@ -54,12 +57,17 @@ def processes(work: list[Unit], jobs: int):
     jobs = min(jobs, len(work))
     if not jobs:
         return
-    pool = multiprocessing.get_context("spawn").Pool(jobs, _worker_init)
+    workers = pool(jobs)
     try:
-        yield from pool.imap_unordered(_run_indexed, list(enumerate(work)), chunksize=1)
+        yield from workers.imap_unordered(_run_indexed, list(enumerate(work)), chunksize=1)
     finally:
-        pool.terminate()  # after the last result, or on Ctrl-C / SIGTERM: the runs in flight are dropped
-        pool.join()
+        workers.terminate()  # after the last result, or on Ctrl-C / SIGTERM: the runs in flight are dropped
+        workers.join()
+
+
+def pool(jobs: int) -> multiprocessing.pool.Pool:
+    "`jobs` spawned worker processes that ignore Ctrl-C and end when this process ends, whatever ends it."
+    return multiprocessing.get_context("spawn").Pool(jobs, _worker_init, (os.getpid(),))
 
 
 def on_ray(work: list[Unit], address: str | None):
@@ -100,9 +108,27 @@ def default_jobs(device: str) -> int:
     return max(1, os.cpu_count() or 1) if device == "cpu" else 1
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with(parent)
     gc.freeze()  # the imports outlive every run: each run's collection skips them
+
+
+def _end_with(parent: int) -> None:
+    "Exit when the parent process ends: a parent killed by SIGKILL cannot stop its pool, whose workers would train on."
+    # the kernel signals when the thread that started this worker ends: the sweep's thread, which holds the pool until
+    # it terminates it, or the pool's own handler thread for a worker it replaces, which lives as long as the pool
+    if platform.system() == "Linux" and ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
+        if os.getppid() != parent:  # the parent died before the prctl: no signal will come
+            os._exit(1)
+    else:  # no parent-death signal (macOS): watch
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)  # from a thread, sys.exit would end only the thread
 
 
 def _run_indexed(item: tuple[int, Unit]) -> tuple[int, list[train.Result]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cnn_experiments import checks, cli
+from cnn_experiments.reproduction import reproduce
 from experiments import pooling as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +38,15 @@ def test_a_summary_that_the_code_would_write_otherwise_is_stale(results):
         f"{summary}: stale; `cnn-exp report pooling --profile quick` rewrites it"]
 
 
-def test_reproduce_remakes_the_committed_runs_and_says_what_differs(results, tmp_path):
-    line = checks.reproduce(results, tmp_path / "again", jobs=1)
-    assert re.fullmatch(r"reproduced: same verdict, 24 of 24 committed runs remade, largest accuracy difference 0\.000;"
-                        r" the study took \d+:\d\d of wall time", line), line
+def test_reproduce_remakes_the_study_and_judges_its_answer_naming_the_machine(results, tmp_path):
+    lines = reproduce(results, tmp_path / "again", jobs=1).splitlines()
+    assert re.fullmatch(r"reproduced: C6 indicative \(6 indicative\) again; runs that learn: avg \d/2 .*", lines[0])
+    assert re.fullmatch(r"the study took \d+:\d\d of wall time on .+ \(.*; ATen \w+, oneDNN .*\); largest accuracy "
+                        r"difference of the 24 runs remade: 0\.000", lines[1]), lines[1]
+    assert re.fullmatch(r"a faithful re-draw of the committed study passes this check \d+% of the time .*", lines[2])
     runs = results / "pooling" / "runs.csv"
     runs.write_text(runs.read_text().replace(",quick,", ",other,"))  # no committed quick runs any more
-    assert checks.reproduce(results, tmp_path / "again", jobs=1).startswith("no committed quick runs of pooling")
+    assert reproduce(results, tmp_path / "again", jobs=1).startswith("no committed quick runs of pooling")
 
 
 def git(root, *args):

@@ -1,9 +1,11 @@
-"""A real sweep process killed mid-run, interrupted, and resumed: every run ends up in runs.csv exactly once."""
+"""A real sweep process killed mid-run, interrupted, and resumed: every run ends up in runs.csv exactly once; its
+worker processes end with it."""
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 
 from cnn_experiments.cli import main
 from cnn_experiments.store import Store
@@ -56,3 +58,52 @@ def test_a_sweep_survives_sigkill_and_sigint_and_resumes_exactly_once(tmp_path, 
     runs = Store(path).read()
     assert set(runs.rows["run_id"]) == expected and runs.rows["run_id"].is_unique and not runs.bad
     assert (tmp_path / "mnist_scratch" / "summary_quick.md").exists()
+
+
+# a sweep's pool whose workers print their pids and sleep; training stubbed out, as each process would take seconds
+# to import it (spawned workers run this file again before their initializer, so they get the stubs too)
+POOL_SCRIPT = """import os, sys, time, types
+for name in ("folder", "fused", "train"):
+    sys.modules["cnn_experiments." + name] = types.ModuleType(name)
+from cnn_experiments import executors
+
+def print_pid_and_sleep(_):
+    os.write(1, b"%d\\n" % os.getpid())  # one write: the two workers' lines cannot interleave
+    time.sleep(60)
+
+if __name__ == "__main__":
+    executors.pool(2).map(print_pid_and_sleep, range(2), chunksize=1)
+"""
+
+
+def running(pid):
+    "Whether `pid` runs: a zombie has ended (a container's PID 1 may never reap the orphans it adopts)."
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # the state follows the command's name
+    except FileNotFoundError:  # it has just ended, or there is no /proc (macOS) and kill said it runs
+        return sys.platform != "linux"
+
+
+def test_the_workers_end_when_their_sweep_is_killed(tmp_path):
+    script = tmp_path / "sweep.py"
+    script.write_text(POOL_SCRIPT)
+    with open(tmp_path / "stderr", "w") as err:  # also what the dead parent's resource tracker says on cleaning up
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=err, text=True)
+    lines = [proc.stdout.readline() for _ in range(2)]  # both workers started and busy
+    assert all(lines), (tmp_path / "stderr").read_text()
+    pids = [int(line) for line in lines]
+    proc.kill()  # no chance to stop its pool
+    proc.wait()
+    deadline = time.monotonic() + 10
+    try:
+        while (alive := [p for p in pids if running(p)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive, f"workers {alive} outlived their sweep"
+    finally:
+        for p in filter(running, pids):
+            os.kill(p, signal.SIGKILL)

@@ -1,0 +1,56 @@
+"""`cnn-exp reproduce` judges a fresh study by its answer, not its bits: a check that a changed answer fails."""
+import numpy as np
+import pandas as pd
+
+from cnn_experiments import reproduction as R
+from cnn_experiments.stats import Comparison
+
+ONE_SIZE = [Comparison("trainability: max - avg, share of seeds that learn, 12 px", dict(arm="threshold", pool="max"),
+                       dict(arm="threshold", pool="avg"), test="share", learned=0.6, margin=0.1)]
+
+
+def study(learned: dict[str, int], seeds: int = 10) -> pd.DataFrame:
+    "Labelled threshold runs at one size: the first k seeds of each head learn."
+    rows = [dict(arm="threshold", pool=h, obj_size=12, seed=s, accuracy=0.9 if s < k else 0.5, learned=s < k)
+            for h, k in learned.items() for s in range(seeds)]
+    return pd.DataFrame(rows)
+
+
+def test_the_same_answer_drawn_again_is_reproduced_even_where_runs_differ():
+    committed = study({"avg": 10, "max": 1})
+    fresh = study({"avg": 9, "max": 0})  # two runs near the threshold fell the other way
+    judged = R.judge(committed, fresh, ONE_SIZE)
+    assert judged.reproduced and judged.text().startswith("reproduced: C6 contradicted")
+
+
+def test_a_reversed_effect_is_not_reproduced():
+    committed = study({"avg": 10, "max": 0})
+    judged = R.judge(committed, study({"avg": 0, "max": 10}), ONE_SIZE)
+    assert not judged.reproduced and judged.outcomes_differ
+    assert "contradicted -> supported" in judged.text()
+
+
+def test_an_absent_effect_is_not_reproduced():
+    judged = R.judge(study({"avg": 10, "max": 0}), study({"avg": 5, "max": 5}), ONE_SIZE)
+    assert not judged.reproduced and judged.text().startswith("not reproduced")
+
+
+def test_the_same_verdict_with_shares_beyond_their_tolerance_is_not_reproduced():
+    committed, fresh = study({"avg": 10, "max": 0}), study({"avg": 6, "max": 0})
+    judged = R.judge(committed, fresh, ONE_SIZE)
+    assert not judged.outcomes_differ  # still contradicted: 6 discordant seeds, all one way
+    assert not judged.reproduced and "avg 6/10 (committed 10/10, tolerance ±0.20: beyond it)" in judged.text()
+
+
+def test_a_faithful_redraw_passes_the_check_at_least_95_percent_of_the_time():
+    committed = study({"avg": 10, "max": 1})
+    assert R.false_alarm(committed, ONE_SIZE, simulations=300) <= 0.05
+    close = study({"avg": 6, "max": 4})  # a study near its own noise: the check is not always passed
+    assert R.false_alarm(close, ONE_SIZE, simulations=100) > 0
+
+
+def test_the_tolerance_is_the_binomial_spread_of_two_draws():
+    tol = R.tolerance(5, 10, 0.025)
+    q = 5.5 / 11
+    a, b = np.random.default_rng(0).binomial(10, q, (2, 20000))
+    assert np.mean(np.abs(a - b) / 10 <= tol) >= 0.975 > np.mean(np.abs(a - b) / 10 <= tol - 0.1)
