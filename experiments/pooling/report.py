@@ -8,7 +8,20 @@ import pandas as pd
 from cnn_experiments import report as R
 from cnn_experiments import stats
 
-from . import HEADS, LEARNED, LN2, PROFILES, cell_px, cells, chosen_lrs, dilution_heads, figures, heads, map_side
+from . import (
+    HEADS,
+    LEARNED,
+    LN2,
+    PROFILES,
+    cell_px,
+    cells,
+    chosen_lrs,
+    comparisons,
+    dilution_heads,
+    figures,
+    heads,
+    map_side,
+)
 
 
 def report(ctx: R.Context) -> tuple[str, str]:
@@ -16,9 +29,20 @@ def report(ctx: R.Context) -> tuple[str, str]:
     thr, dil = runs[runs["arm"] == "threshold"], runs[runs["arm"] == "dilution"]
     word, verdict = R.verdict_section(ctx.table, "C6")
     body = [*design(profile), "", *verdict, "", *threshold(ctx, thr), "", *dilution(ctx, dil), "",
-            *head_only(thr, profile), "", *why(ctx, thr), "", *cams(ctx), "", *search_section(runs, profile),
-            "", *cluttered(ctx)]
+            *head_only(thr, profile), "", *why(ctx, thr), "", *cams(ctx), "", *planned(ctx),
+            *search_section(runs, profile), "", *cluttered(ctx)]
     return "\n".join(body), finding(ctx.table, thr, profile, word)
+
+
+def planned(ctx: R.Context) -> list[str]:
+    "The quick study's power, planned from its pilot's per-seed spread at the seeds it declares."
+    if ctx.profile != "quick" or ctx.table is None:
+        return []
+    from cnn_experiments.study import power_section
+    p = PROFILES["quick"]
+    at_its_size = lambda got: got.labelled[got.labelled["obj_size"].isin(p["sizes"])]
+    return ["## Power", "", power_section(ctx, ctx.table, "quick_pilot", comparisons("quick"), p["seeds"],
+                                          label=at_its_size), ""]
 
 
 def design(profile: str) -> list[str]:
@@ -297,12 +321,16 @@ def trainability_finding(r: pd.Series, thr: pd.DataFrame, profile: str, word: st
     k = thr.groupby("pool")["learned"].agg(["sum", "count"])
     seen = ", ".join(f"{h} in {int(k.loc[h, 'sum'])} of {int(k.loc[h, 'count'])} runs" for h in ("avg", "max")
                      if h in k.index)
-    answer = {"supported": "max pooling learns to find it more often than average pooling, as the lesson predicts",
-              "contradicted": "average pooling learns to find it more often than max pooling, the opposite of the "
-                              "lesson's prediction",
+    share = r["test"].startswith("exact sign-flip over seeds") or "McNemar" in r["test"]
+    better = "learns to find it more often" if share else "finds it better"
+    answer = {"supported": f"max pooling {better} than average pooling, as the lesson predicts",
+              "contradicted": f"average pooling {better} than max pooling, the opposite of the lesson's prediction",
               stats.BELOW: "the heads differ by less than the smallest difference of interest"}.get(
         r["outcome"], "no difference between max and average pooling was resolved")
+    acc = thr.groupby("pool")["accuracy"].mean()
     where = " and ".join(f"{s} px ({s / cell:g} cells)" for s in sizes)
+    measured = ("share max - avg" if share else "held-out accuracy max - avg") + (
+        f" {r['effect']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}]")
     return (f"with a bear of {where} in {PROFILES[profile]['canvas']} px scenes (a {side}x{side} map), {answer}: "
-            f"{seen} learned it; share max - avg {r['effect']:+.2f} [{r['ci_lo']:+.2f}, {r['ci_hi']:+.2f}] over "
-            f"{int(r['seeds'])} seeds ({profile} profile): C6 {word}.")
+            f"{seen} learned it (mean accuracy avg {acc.get('avg', math.nan):.2f}, max {acc.get('max', math.nan):.2f}"
+            f"); {measured} over {int(r['seeds'])} seeds ({profile} profile): C6 {word}.")
