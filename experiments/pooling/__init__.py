@@ -54,8 +54,8 @@ PROFILES = {
     # about a minute on 2 CPU cores: the quick pilot's sharpest question, declared from it before its runs: a bear of
     # 12 px (0.75 cells of the 4x4 map), where the pilot's heads differed most (avg learned in 5 of 6 seeds, max in 1;
     # per-seed accuracy max - avg -0.20, SD 0.12); 12 fresh seeds that each draw their scenes (the exact sign-flip's
-    # power: over 99% at the pilot's effect, 25% at the 0.05 margin); the rate the pilot's search chose for both heads,
-    # 0.01 (interior); fp32 + channels_last, fast on every CPU and one precision for every machine's numbers
+    # power: over 99% at the pilot's effect, about a quarter at the 0.05 margin, as its report plans); the pilot's rate,
+    # 0.01 for both heads (interior); fp32 + channels_last, fast on every CPU, one precision for every machine
     "quick": dict(seeds=12, first_seed=100, vary_data=True, canvas=64, channels=(8, 16, 32, 64), sizes=(12,),
                   maps=(), heads=("avg", "max"), n_scenes=3000, epochs=5, lrs=(1e-2,), channels_last=True,
                   probe=False),

@@ -41,8 +41,9 @@ def planned(ctx: R.Context) -> list[str]:
     from cnn_experiments.study import power_section
     p = PROFILES["quick"]
     at_its_size = lambda got: got.labelled[got.labelled["obj_size"].isin(p["sizes"])]
+    # partial: a fresh results folder (`cnn-exp reproduce`) holds no pilot runs, and then no plan
     return ["## Power", "", power_section(ctx, ctx.table, "quick_pilot", comparisons("quick"), p["seeds"],
-                                          label=at_its_size), ""]
+                                          label=at_its_size, partial=True), ""]
 
 
 def design(profile: str) -> list[str]:
