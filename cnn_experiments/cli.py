@@ -121,6 +121,11 @@ def run_data(a) -> None:
                             "--size, --epochs, --arch, --aug, --precision, --channels-last, --jobs, --device, "
                             "--results")
     results = a.results or FOLDER_RESULTS
+    if a.precision == "bf16" and a.device == "cpu":
+        from .machine import native_bf16
+        if not native_bf16():  # emulated bf16 runs 4-5x slower than fp32 there
+            raise UserError("--precision: bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX, or ARM's BF16); "
+                            "this one has none, so choose fp32 (--channels-last speeds fp32 on every CPU)")
     if a.name == "pooling":
         from .folder_heads import HEADS, check_heads, run_heads
         heads = check_heads(a.heads) if a.heads else HEADS

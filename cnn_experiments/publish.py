@@ -168,10 +168,13 @@ MEASURES = "- measures:"  # a benchmark report's line naming the code it measure
 
 def benchmark_provenance(command: str, measures: tuple[str, ...]) -> list[str]:
     "A benchmark report's command, where it ran (date, library versions, code revision) and the code it measures."
+    from .machine import identity
     from .store import provenance
-    prov = provenance()
+    prov, cpu = provenance(), identity("cpu")
     return [f"- command: `{command}`",
             f"- date: {prov['date']}; torch {prov['torch']}, fastai {prov['fastai']}; code {prov['git_rev']}",
+            f"- CPU: {cpu['cpu']}; kernel features {cpu['cpu_features'] or 'none listed'}; ATen "
+            f"{cpu['cpu_capability']}, oneDNN {cpu['onednn'] or 'absent'}",
             f"{MEASURES} {', '.join(measures)}"]
 
 

@@ -100,7 +100,17 @@ def test_folder_options_that_cannot_apply_are_one_line_errors(argv, match, capsy
     assert match in err and err.count("\n") == 1
 
 
-def test_a_body_from_scratch_compares_its_heads_and_predicts(tmp_path, capsys):
+def test_bf16_on_a_cpu_without_native_bf16_is_a_one_line_error(monkeypatch, capsys):
+    from cnn_experiments import machine
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    assert cli.main(["run", "pooling", "--data", "x", "--precision", "bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "--precision: bf16 needs a CPU with native bf16" in err and err.count("\n") == 1
+
+
+def test_a_body_from_scratch_compares_its_heads_and_predicts(tmp_path, capsys, monkeypatch):
+    from cnn_experiments import machine
+    monkeypatch.setattr(machine, "native_bf16", lambda: True)  # bf16 is refused where the CPU emulates it
     root = make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly"))
     res = tmp_path / "mine"
     assert cli.main(["run", "pooling", "--data", str(root), "--arch", "pooled_cnn", "--heads", "avg,max", "--seeds",
