@@ -159,12 +159,12 @@ SEED_SD = 1.0  # a seed's random effect on the logit scale of learning: 1.6-1.8x
 
 def draw_seed_shares(shares_a: Sequence[float], shares_b: Sequence[float], seeds: int, rng: np.random.Generator,
                      draws: int = 1, sd: float = SEED_SD) -> tuple[np.ndarray, np.ndarray]:
-    """Learned or not (draws x seeds x strata) for arms a and b whose shares per stratum are given, every seed
-    drawing one random effect (its scenes and initialisation) that it carries into each stratum and both arms."""
+    """Learned or not (draws x seeds x strata) for arms a and b whose shares per stratum are given, each seed's arm
+    drawing one random effect (its scenes and its model's initialisation) that it carries into every stratum."""
     logit = lambda q: np.log(np.clip(q, 1e-6, 1 - 1e-6) / (1 - np.clip(q, 1e-6, 1 - 1e-6)))
-    effect = rng.normal(0, sd, (draws, seeds, 1))
     out = []
     for shares in (shares_a, shares_b):
+        effect = rng.normal(0, sd, (draws, seeds, 1))
         q = np.asarray(shares, float)
         z = np.where((q > 0) & (q < 1), logit(q) + effect, np.where(q >= 1, np.inf, -np.inf))
         out.append(rng.random((draws, seeds, len(q))) < 1 / (1 + np.exp(-z)))

@@ -436,15 +436,17 @@ def test_a_seed_level_share_test_holds_5_percent_when_seeds_carry_random_effects
     comparison = Comparison("by size", {"pool": "max"}, {"pool": "avg"}, test="share", strata=("obj_size",))
     rng = np.random.default_rng(43)
     for sd in (1.0, 2.0):
-        false = 0
+        false = pairs_false = 0
         for _ in range(sims):
             a, b = exact.draw_seed_shares(shares, shares, seeds, rng, sd=sd)
+            pairs_false += exact.paired_shares(a[0].ravel(), b[0].ravel())["p"] < 0.05  # pairs as if independent
             runs = pd.DataFrame({"pool": np.repeat(["max", "avg"], seeds * len(shares)),
                                  "seed": np.tile(np.repeat(np.arange(seeds), len(shares)), 2),
                                  "obj_size": np.tile(np.arange(len(shares)), 2 * seeds),
                                  "accuracy": np.where(np.r_[a[0].ravel(), b[0].ravel()], 0.9, 0.5)})
             false += compare(runs, [comparison], power=False).outcome[0] != "inconclusive"
         assert false / sims <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / sims), sd
+    assert pairs_false / sims > 0.1  # at SD 2, counting 50 pairs as independent rejects a true null far too often
 
 
 def test_a_threshold_whose_interval_runs_past_the_smallest_size_is_censored_there():

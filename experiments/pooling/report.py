@@ -66,7 +66,8 @@ def design(profile: str) -> list[str]:
         f"fragments of other digits at the RAM paper's density (4 per 60x60 px). {drawn} Body: {len(p['channels'])} "
         f"stride-2 Conv-BN-ReLU stages {p['channels']}, so a {p['canvas']} px scene becomes a {side}x{side} map of "
         f"{cell} px cells; head: global pool -> linear. fit_one_cycle({p['epochs']}), bs 64, Adam; learning rate "
-        f"{search}.",
+        f"{search}; {p.get('precision', 'fp32')}" + (", channels_last (NHWC) weights" if p.get("channels_last")
+                                                       else "") + ", on every machine alike.",
         "",
         f"A run *learns* when its held-out accuracy is above {LEARNED} (declared before the runs; chance is 0.5). "
         "Object sizes are in cells of the final map. Digits are 28 px natively: below 28 px the digit is shrunk, "
