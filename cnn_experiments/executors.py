@@ -116,18 +116,18 @@ def _worker_init(parent: int) -> None:
 
 def _end_with(parent: int) -> None:
     "Exit when the parent process ends: a parent killed by SIGKILL cannot stop its pool, whose workers would train on."
-    # the kernel signals when the thread that started this worker ends: the sweep's thread, which holds the pool until
-    # it terminates it, or the pool's own handler thread for a worker it replaces, which lives as long as the pool
-    if platform.system() == "Linux" and ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0:
-        if os.getppid() != parent:  # the parent died before the prctl: no signal will come
-            os._exit(1)
-    else:  # no parent-death signal (macOS): watch
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    # Linux signals at once when the thread that started this worker ends; a watcher covers every system and
+    # whatever clears that signal during a run
+    if platform.system() == "Linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before this worker could watch it
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
-        time.sleep(1)
+        time.sleep(0.5)
     os._exit(1)  # from a thread, sys.exit would end only the thread
 
 

@@ -13,9 +13,13 @@ import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .data import DataError
 from .pretrained import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VALID_PCT, SPLIT_SEED = 0.2, 42  # fastbook's RandomSplitter(valid_pct=0.2, seed=42)
 
@@ -177,8 +181,10 @@ def speed_options(precision, channels_last) -> str:
 
 def result(cfg, keep: tuple[str, ...] = (), progress: bool | None = None):
     """Train one folder run (the sweep's executors send folder configs here): its metrics, what its report draws
-    (`evaluate`'s extras and the `keep` weights) and the whole model, for `cnn-exp predict`."""
+    (`evaluate`'s extras and the `keep` weights), the whole model, for `cnn-exp predict`, and its held-out items."""
     import time
+
+    import numpy as np
 
     from .train import Result, fit, pinned_threads, row
     with pinned_threads(cfg.device):
@@ -187,10 +193,11 @@ def result(cfg, keep: tuple[str, ...] = (), progress: bool | None = None):
         with distributed(learn):  # several GPUs under `accelerate launch`
             epochs = fit(learn, cfg)
         seconds = time.perf_counter() - t0
-        metrics, extra = evaluate(learn)
+        metrics, extra, items = evaluate(learn)
     model = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items()}
     weights = {**extra, **{k: v for k, v in model.items() if keep and k.startswith(keep)}}
-    return Result(row(metrics, seconds, epochs, cfg.device), [], weights, model)
+    items = items if np.isfinite(metrics["train_loss"]) else None  # a diverged model's predictions are artefacts
+    return Result(row(metrics, seconds, epochs, cfg.device), [], weights, model, items)
 
 
 def learner(cfg, progress: bool | None = None):
@@ -241,9 +248,10 @@ THUMB = 96  # their side, px
 CAMS = 4  # validation images whose class activation maps a pooling head's report draws
 
 
-def evaluate(learn) -> tuple[dict, dict]:
-    """Validation loss and accuracy, train loss (validation transforms, no augmentation), and what the report draws:
-    the confusion matrix and the top losses (thumbnails, losses, predicted and actual class, the vocab)."""
+def evaluate(learn) -> tuple[dict, dict, np.ndarray]:
+    """Validation loss and accuracy, train loss (validation transforms, no augmentation), what the report draws (the
+    confusion matrix and the top losses: thumbnails, losses, predicted and actual class, the vocab), and each
+    validation image right or wrong, in the validation set's order (the split's, fixed unless vary_data)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -270,7 +278,7 @@ def evaluate(learn) -> tuple[dict, dict]:
              "extra.top_pred": pred[top], "extra.top_true": targs[top], "extra.vocab": vocab}
     if getattr(learn, "draw_cams", False):
         extra.update(cam_extras(learn))
-    return metrics, extra
+    return metrics, extra, (pred == targs).cpu().numpy()
 
 
 def cam_extras(learn) -> dict:

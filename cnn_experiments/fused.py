@@ -16,6 +16,7 @@ import math
 import time
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from fastai.callback.progress import ProgressCallback
@@ -31,7 +32,7 @@ from .config import Config
 from .errors import UserError
 from .learner import Learner
 from .pooling import GeMPool2d
-from .train import Result, build_model, fit, pinned_threads, ran_on, scores, speedups, tensors
+from .train import Result, build_model, correct, fit, pinned_threads, ran_on, scores, speedups, tensors
 
 ARCHS = ("simple_cnn", "pooled_cnn")  # the architectures Fused knows how to stack
 
@@ -275,10 +276,19 @@ def _outputs(model: Fused, loader: D.TensorLoader) -> torch.Tensor:
 
 def evaluate(learn: Learner) -> list[dict]:
     "Per member, the metrics of `train.evaluate`: losses in eval mode, held-out accuracy, ROC AUC when binary."
+    return [m for m, _ in held_out(learn)]
+
+
+def held_out(learn: Learner) -> list[tuple[dict, np.ndarray]]:
+    "Per member, `evaluate`'s metrics and its own held-out items right or wrong, in the held-out set's fixed order."
     train, valid = learn.dls.train, learn.dls.valid
-    train_out, valid_out = _outputs(learn.model, train), _outputs(learn.model, valid)
-    return [scores(float(F.cross_entropy(train_out[:, k], train.y)), valid_out[:, k].softmax(1).cpu(),
-                   valid.y.cpu(), learn.n_out) for k in range(learn.model.k)]
+    train_out, valid_out = _outputs(learn.model, train), _outputs(learn.model, valid)  # both read in order, unshuffled
+    out = []
+    for k in range(learn.model.k):
+        probs = valid_out[:, k].softmax(1).cpu()
+        out.append((scores(float(F.cross_entropy(train_out[:, k], train.y)), probs, valid.y.cpu(), learn.n_out),
+                    correct(probs, valid.y.cpu())))
+    return out
 
 
 def run(cfgs, keep: tuple[str, ...] = ()) -> list[Result]:
@@ -290,7 +300,7 @@ def run(cfgs, keep: tuple[str, ...] = ()) -> list[Result]:
         fit(learn, learn.fit_config)
         seconds = (time.perf_counter() - t0) / len(cfgs)
         out = []
-        for i, m in enumerate(evaluate(learn)):
+        for i, (m, items) in enumerate(held_out(learn)):
             diverged = not math.isfinite(m["train_loss"])
             if cfgs[i].probe and not diverged:
                 m.update(_member_probes(learn, i))
@@ -301,7 +311,8 @@ def run(cfgs, keep: tuple[str, ...] = ()) -> list[Result]:
                 sd = learn.model.member(i).state_dict()
                 weights = {k: v.detach().cpu().clone() for k, v in sd.items() if k.startswith(keep)}
             out.append(Result(dict(**m, diverged=diverged, seconds=round(seconds, 3), epochs_run=cfgs[0].epochs,
-                                   fused=len(cfgs), **ran_on(cfgs[0].device)), [], weights))
+                                   fused=len(cfgs), **ran_on(cfgs[0].device)), [], weights,
+                              items=None if diverged else items))
     return out
 
 

@@ -52,7 +52,7 @@ class Context:
 
     def compare(self, runs: pd.DataFrame, comparisons) -> pd.DataFrame:
         "A report's own verdict table (stats.compare), with no verdict while the grid is not complete."
-        table = stats.compare(runs, comparisons, partial=self.partial)
+        table = stats.compare(runs, comparisons, partial=self.partial, items=self.store.items)
         self.tables.append(table)
         return table
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -62,6 +62,12 @@ _TEST_NAMES = {("t", "paired"): "paired t", ("t", "welch"): "Welch t", ("t", "on
                ("rank-trend", "one-sample"): "exact permutation of the order within each seed",
                ("share", "paired"): "exact McNemar (share that learns)",
                ("share", "welch"): "Fisher exact (share that learns)"}
+# per-item held-out predictions by run id: a mapping, or a loader of the run ids asked for (Store.items)
+Items = Mapping[str, np.ndarray] | Callable[[list[str]], Mapping[str, np.ndarray]]
+ITEM_SIGNS = {"one-sample": {"a": 1.0}, "paired": {"a": 1.0, "b": -1.0},
+              "interaction": {"a": 1.0, "b": -1.0, "c": -1.0, "d": 1.0}}  # each arm's sign in the per-seed effect
+NOT_IN = "the held-out set's own sampling error is not in this row's interval"
+NO_ITEMS = f"no per-item predictions: {NOT_IN}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class Comparison:
     d: Mapping[str, object] | None = None
     strata: tuple[str, ...] = ()  # share, paired: runs pair by seed within each stratum (object size, say)
     heldout_n: int = 0  # one-sample against a fixed number: the held-out set's size, whose binomial error joins in
+    # t on accuracy, every seed scored on one fixed held-out set: its items' sampling error joins in, from each
+    # run's per-item predictions (compare's `items`; in place of heldout_n's binomial error where the runs have them)
+    heldout_items: bool = False
 
     def __post_init__(self):
         wrong = {f"test is one of {TESTS}": self.test not in TESTS,
@@ -102,6 +111,9 @@ class Comparison:
                      and self.expect == "equivalent",
                  "heldout_n is for a one-sample t against a fixed number":
                      self.heldout_n > 0 and (self.design != "one-sample" or self.test != "t"),
+                 "heldout_items is for a paired, one-sample or interaction t on accuracy":
+                     self.heldout_items and (self.design not in ITEM_SIGNS or self.test != "t"
+                                             or self.metric != "accuracy"),
                  "the margin is >= 0": not self.margin >= 0}
         if any(wrong.values()):
             raise ValueError(f"comparison {self.name!r}: " + "; ".join(rule for rule, bad in wrong.items() if bad))
@@ -119,14 +131,16 @@ class Comparison:
 
     @property
     def test_name(self) -> str:
+        return self.named(f" + the held-out set's binomial error (n={self.heldout_n})" if self.heldout_n else "")
+
+    def named(self, heldout: str) -> str:
+        "The test's name with `heldout`, the held-out set's error it counts, before a TOST's mark."
         name = _TEST_NAMES[self.test, self.design]
         if self.test == "share" and self.strata:  # the seed serves every stratum: it is the unit
             name = "exact sign-flip over seeds (each seed's share that learns, a - b, over its strata)"
         if self.test == "share":
             name += f", {self.metric} > {self.learned:g}" + (f", by {', '.join(self.strata)}" if self.strata else "")
-        if self.heldout_n:
-            name += f" + the held-out set's binomial error (n={self.heldout_n})"
-        return name + (", TOST" if self.expect == "equivalent" else "")
+        return name + heldout + (", TOST" if self.expect == "equivalent" else "")
 
 
 def select(runs: pd.DataFrame, arm: Mapping[str, object]) -> pd.DataFrame:
@@ -146,11 +160,13 @@ def _mask(runs: pd.DataFrame, arm: Mapping[str, object]) -> np.ndarray:
 
 
 def compare(runs: pd.DataFrame, comparisons: Sequence[Comparison], alpha: float = ALPHA,
-            partial: bool = False, power: bool = True) -> pd.DataFrame:
+            partial: bool = False, power: bool = True, items: Items | None = None) -> pd.DataFrame:
     """The verdict table of a claim: one row per comparison, in order (columns: COLUMNS). With `partial` (a grid
     not yet complete) every row is indicative, since Holm's family is the whole declared set; a comparison whose
-    arm has no runs yet is a row of no numbers. Without `power`, no power or detectable difference (faster)."""
-    rows = [_measure(runs, c) if not partial or _all_arms(runs, c) else _unmeasured(c) for c in comparisons]
+    arm has no runs yet is a row of no numbers. Without `power`, no power or detectable difference (faster).
+    `items`: the runs' per-item held-out predictions by run id (a mapping or a loader), for rows declaring
+    `heldout_items`; a row whose runs lack them is computed without and says so."""
+    rows = [_measure(runs, c, items) if not partial or _all_arms(runs, c) else _unmeasured(c) for c in comparisons]
     family = np.array([not partial and min(r["n_a"], r["n_b"], r["seeds"]) >= MIN_SEEDS for r in rows], dtype=bool)
     return decide(rows, family, alpha, power)
 
@@ -171,7 +187,7 @@ def decide(rows: list[dict], family: np.ndarray, alpha: float = ALPHA, power: bo
     return table
 
 
-def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
+def _measure(runs: pd.DataFrame, c: Comparison, items: Items | None = None) -> dict:
     "A comparison's numbers before the family's correction; `p` is its one hypothesis."
     if c.test == "share":
         numbers = _paired_shares(runs, c) if c.paired else _shares(runs, c)
@@ -186,13 +202,16 @@ def _measure(runs: pd.DataFrame, c: Comparison) -> dict:
             extra = _binomial_var(d + float(c.b), c.heldout_n)
         else:
             (d, dropped), extra = _per_seed(runs, c), 0.0
-        numbers = differences(d, c.margin, c.test, extra) | {"dropped": dropped}
+        held = _held_out(runs, c, items) if c.heldout_items else {}
+        numbers = differences(d, c.margin, c.test, held.get("item_var", extra)) | {"dropped": dropped} | held
     numbers.setdefault("seeds", min(numbers["n_a"], numbers["n_b"]))
     numbers.setdefault("strata", 1)
     lo, hi = _difference_range(c.metric)
     numbers["ci_lo"], numbers["ci_hi"] = (float(np.clip(numbers[k], lo, hi)) for k in ("ci_lo", "ci_hi"))
     row = {"comparison": c.name, "metric": c.metric, "test": c.test_name, "margin": c.margin, "expect": c.expect,
            "design": c.design, **numbers}
+    if "items" in numbers:
+        row["test"] = c.named(f" + the held-out items' sampling error ({numbers['items']} items)")
     if c.expect == "equivalent":  # the margin is the hypothesis: a TOST inside it, or a difference beyond it
         row["p"], row["beyond"] = min(row["p_tost"], row["p_out"]), row["p_out"] < row["p_tost"]
     else:
@@ -258,6 +277,58 @@ def _per_seed(runs: pd.DataFrame, c: Comparison) -> tuple[np.ndarray, int]:
     v = v[np.isfinite(v).all(axis=1)]
     d = v[:, 0] - v[:, 1] if len(arms) == 2 else (v[:, 0] - v[:, 1]) - (v[:, 2] - v[:, 3])
     return d, dropped
+
+
+def heldout_item_var(arms: Sequence[np.ndarray], signs: Sequence[float] = (1.0, -1.0)) -> float:
+    """The variance that one fixed held-out set adds to the mean per-seed effect on accuracy, from the items: each
+    arm's per-item correctness (seeds x items, rows paired by seed across arms), D_i the mean over seeds of the
+    signed sum over arms, var_i(D_i) / n_items. One arm, sign 1: a mean accuracy's (what _binomial_var
+    approximates). The seed-by-item residual is in this and in the seeds' own variance: counted twice, conservative."""
+    per_item = sum(sign * np.asarray(arm, float).mean(0) for arm, sign in zip(arms, signs))
+    n = np.shape(per_item)[-1]
+    return float(np.var(per_item, ddof=1) / n) if n > 1 else 0.0
+
+
+def _held_out(runs: pd.DataFrame, c: Comparison, items: Items | None) -> dict:
+    "A heldout_items row's item variance and item count from its replicates' predictions, or why it has none."
+    arms = _replicate_runs(runs, c)
+    ids = [r for arm in arms for r, _ in arm]
+    got = _load_items(items, ids) if ids else {}
+    if len(got) < len(ids) or not ids:
+        binomial = c.design == "one-sample" and c.heldout_n
+        return {"heldout_note": "no per-item predictions: the held-out set's error is its binomial approximation"
+                if binomial else NO_ITEMS}
+    if len({len(v) for v in got.values()}) > 1:
+        raise ValueError(f"comparison {c.name!r}: its runs were scored on held-out sets of different sizes "
+                         f"({', '.join(map(str, sorted({len(v) for v in got.values()})))}); heldout_items needs one")
+    if any(abs(got[r].mean() - v) > 1e-6 for arm in arms for r, v in arm):  # another run's, or of another metric
+        return {"heldout_note": f"per-item predictions that do not give the runs' accuracy: {NOT_IN}"}
+    matrices = [np.stack([got[r] for r, _ in arm]) for arm in arms]
+    return {"item_var": heldout_item_var(matrices, list(ITEM_SIGNS[c.design].values())),
+            "items": len(matrices[0][0])}
+
+
+def _replicate_runs(runs: pd.DataFrame, c: Comparison) -> list[list[tuple[str, float]]]:
+    """Per arm, the (run id, metric) of the replicates a t row uses: the finite runs of a one-sample arm; the seeds
+    finite in every arm, in one order, for paired arms. No run_id column: none."""
+    if "run_id" not in runs.columns:
+        return [[] for _ in ITEM_SIGNS[c.design]]
+    by_seed = []
+    for which in ITEM_SIGNS[c.design]:
+        part = runs[_mask(runs, getattr(c, which))]
+        keys = range(len(part)) if c.design == "one-sample" else part["seed"].to_numpy()
+        by_seed.append(dict(zip(keys, zip(part["run_id"].astype(str), part[c.metric].to_numpy(float)))))
+    common = sorted(set.intersection(*(set(arm) for arm in by_seed)))
+    kept = [k for k in common if all(np.isfinite(arm[k][1]) for arm in by_seed)]
+    return [[arm[k] for k in kept] for arm in by_seed]
+
+
+def _load_items(items: Items | None, run_ids: list[str]) -> dict[str, np.ndarray]:
+    "The predictions of those of `run_ids` that have them."
+    if items is None:
+        return {}
+    got = items(run_ids) if callable(items) else items
+    return {r: np.asarray(got[r], bool) for r in run_ids if r in got}
 
 
 def _binomial_var(accuracy: np.ndarray, n: int) -> float:
@@ -546,6 +617,8 @@ def _note(row: dict) -> str:
         notes.append("inside the margin, and also non-zero")
     if row.get("test_kind") == "sign-flip" and row["n_a"] and exact.smallest_p(_replicates(row)) >= ALPHA:
         notes.append(f"{_replicates(row)} seeds: an exact test cannot reach p < {ALPHA:g}")
+    if row.get("heldout_note"):
+        notes.append(row["heldout_note"])
     return "; ".join(notes)
 
 

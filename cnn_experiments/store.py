@@ -1,4 +1,5 @@
-"""A results folder: `runs.csv` (one checked row per finished run), `curves.csv`, `weights/`, one writer at a time.
+"""A results folder: `runs.csv` (one checked row per finished run), `curves.csv`, `items.csv`, `weights/`, one writer
+at a time.
 
     from cnn_experiments.store import Store; runs = Store("results/pooling/runs.csv").read()
 
@@ -6,9 +7,14 @@ Each row carries a checksum of its fields and is appended whole (one write, fsyn
 moment loses at most the runs in flight. Reading checks the columns, every row's checksum, types and ranges,
 and that its run id is its config's; a bad row is named with its file and line. The writer (a sweep, which
 holds the folder's lock) sets bad rows aside in `runs.rejected.txt` and runs them again.
+
+`items.csv` holds each run's held-out predictions, one checked row a run: run_id, n (held-out items), correct (each
+item right or wrong, in the held-out set's fixed order: numpy.packbits, base64), checksum.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import csv
 import datetime
@@ -18,6 +24,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +54,7 @@ RANGES = {  # column -> (lowest, highest, may be empty or NaN)
     "seed": (0, math.inf, False), "fused": (1, math.inf, True), **{p: (0, 1, True) for p in PROBES}}
 INTEGERS = ("seed", "epochs_run", "fused")
 CURVE = ("run_id", "step", "epoch", "train_loss", "object_grad_share", "object_cell_share")
+ITEMS = ("run_id", "n", "correct", CHECKSUM)
 MIN_FREE = 50 * 2**20  # bytes of free disk a sweep needs before it trains: rows, curves, weights, figures
 
 
@@ -89,6 +97,8 @@ class Store:
         self.folder = self.path.parent
         self.curves_path = self.path.with_name(self.path.stem.replace("runs", "curves") + ".csv") \
             if "runs" in self.path.stem else self.path.with_name(self.path.stem + ".curves.csv")
+        self.items_path = self.path.with_name(self.path.stem.replace("runs", "items") + ".csv") \
+            if "runs" in self.path.stem else self.path.with_name(self.path.stem + ".items.csv")
         self.weights_dir = self.folder / "weights"
         self.models_dir = self.folder / "models"
         self.rejected_path = self.path.with_suffix(".rejected.txt")
@@ -184,6 +194,19 @@ class Store:
             df = df[df["run_id"].isin(set(run_ids))]
         return df.drop_duplicates(["run_id", "step"], keep="last").reset_index(drop=True)
 
+    def items(self, run_ids: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Each run's held-out predictions, right (True) or wrong, in the held-out set's fixed order; of `run_ids` only
+        when given. A torn or changed row is left out (its run has none); a re-run's row wins."""
+        if not self.items_path.exists():
+            return {}
+        wanted = None if run_ids is None else set(run_ids)
+        out = {}
+        for line in self.items_path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
+            got = _item_row(line)
+            if got is not None and (wanted is None or got[0] in wanted):
+                out[got[0]] = got[1]
+        return out
+
     def weights(self, run_id: str) -> dict:
         "The tensors a run saved for its report (safetensors: no code runs on loading)."
         from safetensors.torch import load_file
@@ -259,9 +282,11 @@ class Store:
             w.writerow(_checked(header, {h: _cell_of(r, h, defaults) for h in header if h != CHECKSUM}))
         write_atomic(self.path, buf.getvalue().encode())
 
-    def append(self, row: dict, curve: list[dict] = (), weights: dict | None = None, model: dict | None = None):
+    def append(self, row: dict, curve: list[dict] = (), weights: dict | None = None, model: dict | None = None,
+               items: np.ndarray | None = None):
         """One finished run: what its report draws (weights/), its whole model if it has one (models/, not
-        committed), its curve, then its row: the row is what marks the run done."""
+        committed), its curve, its held-out predictions (`items`: bool, the held-out set's order), then its row: the
+        row is what marks the run done."""
         assert self._depth, "append() needs writer()"
         from safetensors.torch import save
         for folder, tensors in ((self.weights_dir, weights), (self.models_dir, model)):
@@ -275,6 +300,8 @@ class Store:
                 w.writerow(CURVE)
             w.writerows([[row["run_id"], *[cell(c.get(k, "")) for k in CURVE[1:]]] for c in curve])
             append_bytes(self.curves_path, buf.getvalue().encode())
+        if items is not None:
+            self._append_items(row["run_id"], items)
         header = self._header()
         if header is None or CHECKSUM not in header or any(k not in header and k not in LATE for k in row):
             self.rewrite(self.read().rows)  # a new file or one of an older version: this version's header first
@@ -285,6 +312,20 @@ class Store:
         csv.writer(buf, lineterminator="\n").writerow(_checked(header, {h: cell(row.get(h)) for h in header
                                                                          if h != CHECKSUM}))
         append_bytes(self.path, buf.getvalue().encode())
+
+    def _append_items(self, run_id: str, correct: np.ndarray) -> None:
+        "One run's row of items.csv, appended whole (a header first in a new file)."
+        cells = [run_id, str(len(correct)), base64.b64encode(np.packbits(np.asarray(correct, bool))).decode()]
+        text = ",".join([*cells, checksum(cells)]) + "\n"
+        path = self.items_path
+        if not path.exists() or not path.stat().st_size:
+            text = ",".join(ITEMS) + "\n" + text
+        else:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a row torn by a kill stays a bad line of its own, not glued to this one
+                    text = "\n" + text
+        append_bytes(path, text.encode())
 
     def _widen(self, header: list[str]) -> list[str]:
         "Name the late columns the file lacks at the end of its header; every row stays as written, byte for byte."
@@ -323,6 +364,21 @@ def _fields(raw: bytes) -> list[str] | None:
         return next(csv.reader([text]), [])
     except csv.Error:
         return None
+
+
+def _item_row(line: str) -> tuple[str, np.ndarray] | None:
+    "A row of items.csv as (run_id, correct), or None when it is torn, changed or not one."
+    cells = line.split(",")
+    if len(cells) != len(ITEMS) or checksum(cells[:-1]) != cells[-1] or not cells[1].isdigit():
+        return None
+    n = int(cells[1])
+    try:
+        packed = np.frombuffer(base64.b64decode(cells[2], validate=True), np.uint8)
+    except (binascii.Error, ValueError):
+        return None
+    if len(packed) != (n + 7) // 8:
+        return None
+    return cells[0], np.unpackbits(packed, count=n).astype(bool)
 
 
 def _cell_of(r: dict, h: str, defaults: dict) -> str:

@@ -96,7 +96,7 @@ def load(name: str, profile: str | None, results: Path = Path("results")) -> Loa
     status = R.status(name, profile, expected, set(zip(runs["cell_id"], runs["seed"].astype(int))))
     labelled = exp.label(runs, profile)
     comparisons = exp.comparisons(profile)
-    table = stats.compare(labelled, comparisons, partial=bool(status)) if comparisons else None
+    table = stats.compare(labelled, comparisons, partial=bool(status), items=store.items) if comparisons else None
     return Loaded(runs, labelled, table, status, store, profile)
 
 

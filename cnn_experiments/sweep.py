@@ -57,7 +57,7 @@ def run_sweep(configs: list[Config], store: Store | Path | str, profile: str = "
                     store.append({"run_id": cfg.run_id, "cell_id": cfg.cell_id, "profile": profile, **to_row(cfg),
                                   **{k: r.metrics.get(k, float("nan")) for k in METRICS},
                                   "device": r.metrics["device"], **prov, **{k: r.metrics.get(k, "") for k in MACHINE}},
-                                 r.curve, r.weights, r.model)
+                                 r.curve, r.weights, r.model, r.items)
                     finished += 1
                     table.line(finished, cfg, r.metrics)
         except KeyboardInterrupt:

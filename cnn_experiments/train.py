@@ -24,18 +24,20 @@ from .learner import CrossEntropy, Learner
 from .machine import identity
 from .progress import show_progress
 
-__all__ = ["Config", "Result", "run", "result", "learner", "fit", "evaluate"]
+__all__ = ["Config", "Result", "run", "result", "learner", "fit", "evaluate", "held_out"]
 RUN_THREADS = 1  # a CPU run computes with one thread: the same numbers however a sweep executes it
 PROBE_SCENES = 64  # positive training scenes the gradient probe looks at
 
 
 @dataclass
 class Result:
-    "What one run gives: the metrics of its row, its training curve, and the weights a report draws (if asked)."
+    """What one run gives: the metrics of its row, its training curve, the weights a report draws (if asked), and
+    its held-out predictions (items.csv)."""
     metrics: dict
     curve: list[dict] = field(default_factory=list)
     weights: dict[str, torch.Tensor] | None = None
     model: dict[str, torch.Tensor] | None = None  # an image-folder run's whole model, for `cnn-exp predict`
+    items: np.ndarray | None = None  # each held-out item right or wrong, in the held-out set's order; None: diverged
 
 
 @dataclass
@@ -149,9 +151,20 @@ def fit(learn: Learner, cfg: Config) -> int:
 
 def evaluate(learn: Learner, n_out: int) -> dict:
     "Losses in eval mode on the whole training and held-out sets, held-out accuracy, and ROC AUC when binary."
+    return held_out(learn, n_out)[0]
+
+
+def held_out(learn: Learner, n_out: int) -> tuple[dict, np.ndarray]:
+    "`evaluate`'s metrics and each held-out item right or wrong, in the held-out set's fixed order."
     train = learn.dls.train.new(shuffle=False, drop_last=False)
     train_loss = float(learn.validate(dl=train)[0])
-    return scores(train_loss, *learn.get_preds(), n_out)
+    probs, targs = learn.get_preds()  # the held-out loader does not shuffle: items in the held-out set's order
+    return scores(train_loss, probs, targs, n_out), correct(probs, targs)
+
+
+def correct(probs: torch.Tensor, targs: torch.Tensor) -> np.ndarray:
+    "Each item right (True) or wrong: what a run's row of items.csv records."
+    return (probs.argmax(1) == targs).cpu().numpy()
 
 
 def scores(train_loss: float, probs: torch.Tensor, targs: torch.Tensor, n_out: int) -> dict:
@@ -173,13 +186,14 @@ def result(cfg: Config, keep: tuple[str, ...] = (), progress: bool | None = None
         t0 = time.perf_counter()  # training time only: data are prepared (and cached) before
         epochs = fit(learn, cfg)
         seconds = time.perf_counter() - t0
-        metrics = evaluate(learn, learn.n_out)
+        metrics, items = held_out(learn, learn.n_out)
         if cfg.probe and np.isfinite(metrics["train_loss"]):
             from .probes import head_only
             metrics.update(head_only(learn))
     curve = next((cb.rows for cb in learn.cbs if isinstance(cb, TrainingCurve)), [])
     weights = {k: v.detach().cpu().clone() for k, v in learn.model.state_dict().items() if keep and k.startswith(keep)}
-    return Result(row(metrics, seconds, epochs, cfg.device), curve, weights or None)
+    items = items if np.isfinite(metrics["train_loss"]) else None  # a diverged model's predictions are artefacts
+    return Result(row(metrics, seconds, epochs, cfg.device), curve, weights or None, items=items)
 
 
 def row(metrics: dict, seconds: float, epochs: int, device: str) -> dict:
