@@ -107,7 +107,8 @@ def confirmed() -> list[Comparison]:
         at, top_arm, none = dict(series=s, dropout=p), dict(series=s, dropout=top), dict(series=s, dropout=0.0)
         out += [Comparison(f"{s}: generalisation, p={p:g} - none, held-out loss", at, none, metric="valid_loss",
                            expect="less", margin=0.05),
-                Comparison(f"{s}: generalisation, p={p:g} - none, held-out accuracy", at, none, margin=0.01),
+                Comparison(f"{s}: generalisation, p={p:g} - none, held-out accuracy", at, none, margin=0.01,
+                           heldout_items=True),
                 Comparison(f"{s}: fit, p={top:g} - none, train loss (eval mode)", top_arm, none,
                            metric="train_loss", margin=0.05)]
     return out
