@@ -699,6 +699,8 @@ def threshold(size, learned) -> dict:
 def threshold_text(t: dict, unit: str = "", digits: int = 2) -> str:
     "A threshold in words: '0.81 [0.76, 0.86] cells', or the censored bound, or the bracket the data give."
     f = lambda v: f"{v:.{digits}f}"
+    if t["kind"] == "logit" and f(t["threshold"]) in (f(t["lo"]), f(t["hi"])):  # a step at a size tried: no inside
+        return f"between {f(t['lo'])} and {f(t['hi'])}{unit} (the runs split sharply there)"
     return {"logit": lambda: f"{f(t['threshold'])} [{f(t['lo'])}, {f(t['hi'])}]{unit}",
             "censored below": lambda: f"below {f(t['hi'])}{unit} (censored: its interval runs past the smallest "
                                       f"size tried, {f(t['edge'])})",
@@ -740,7 +742,8 @@ def markdown(table: pd.DataFrame, digits: int = 3) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
         dropped = f", {r['dropped']} diverged dropped" if r["dropped"] else ""
-        ci = (f"[{num(r['ci_lo'])}, {num(r['ci_hi'])}]" if np.isfinite(r["ci_lo"]) and np.isfinite(r["ci_hi"])
+        ci = ("(no spread)" if r.get("constant") is True  # every replicate equal: a zero-width interval says nothing
+              else f"[{num(r['ci_lo'])}, {num(r['ci_hi'])}]" if np.isfinite(r["ci_lo"]) and np.isfinite(r["ci_hi"])
               else "[unbounded]" if np.isfinite(r["effect"]) and r["n_a"] > 1 else "[–]")
         outcome = r["outcome"]
         if outcome == "inconclusive" and np.isfinite(r["detectable"]):

@@ -32,3 +32,12 @@ def test_precision_runs_a_profiles_one_declared_rate_and_names_the_sizes_a_searc
     assert precision.rate("medium", {(112, 20, "avg"): 3e-3}, (112, 20, "avg")) == 3e-3
     with pytest.raises(UserError, match="21 px is not searched in the medium profile; its sizes are 6,8"):
         precision.rate("medium", {}, (112, 21, "avg"))
+
+
+def test_roofline_splits_a_step_by_part_and_its_flops_add_up_to_the_whole():
+    roofline = script("roofline")
+    flops = roofline.part_flops(32)
+    assert sum(flops.values()) == roofline.counts(roofline.pooled_cnn(roofline.CHANNELS, 2, pool="max"), 32)["flops"]
+    kinds, _, _ = roofline.profile_step(2, 32, 1, channels_last=True)
+    assert list(kinds) == list(flops)  # the stages, the head, the loss, the optimizer step, the rest
+    assert all(kinds[name]["conv"] > 0 for name in list(kinds)[:5])  # each stage owns its convolution's time

@@ -477,3 +477,10 @@ def test_a_designs_power_at_ceiling_shares_is_planned_at_a_reachable_effect():
                                        strata=("obj_size",), margin=0.3)])
     power = planned(table, seeds=10)[0]
     assert 0.5 < power <= 1 and exact.reachable([1.0, 0.5], 0.3)[1].tolist() == pytest.approx([0.7, 0.35])
+
+
+def test_no_interval_is_printed_with_its_estimate_on_an_end():
+    six = compare(runs_of(a=[0.2] * 6), [arms("a", 0.0)])
+    assert "+0.200 (no spread)" in markdown(six)  # every replicate equal: a zero-width interval says nothing
+    sharp = threshold(np.repeat([0.625, 0.75, 0.875], 6), np.r_[np.zeros(6, bool), np.arange(6) < 1, np.ones(6, bool)])
+    assert threshold_text(sharp, " cells").startswith("between 0.75 and ")
