@@ -8,7 +8,8 @@ search chose (or the profile's one declared rate), one run at a time as a sweep 
 setting's training time relative to fp32 and whether its held-out accuracy is equivalent to fp32's within a
 declared margin: per seed, the setting's accuracy minus fp32's averaged over the cells (the settings share data,
 batch order and init), a paired TOST over seeds, Holm over the settings, with the power to call a true
-difference of 0 equivalent.
+difference of 0 equivalent. The bf16 settings run only where bf16 is computed natively (a GPU, or a CPU with
+AVX512_BF16 or AMX): elsewhere autocast is emulated, several times slower, and a run refuses it.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
 from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.errors import UserError
+from cnn_experiments.machine import native_bf16
 from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
 from cnn_experiments.train import device_name, run, tensors
@@ -64,7 +66,14 @@ def rate(profile: str, chosen: dict, key: tuple) -> float:
                     + ",".join(map(str, pooling.PROFILES[profile]["sizes"])))
 
 
+def settings(device: str) -> dict[str, dict]:
+    "The settings to measure: bf16 only where it is computed natively (a GPU, or a CPU with AVX512_BF16 or AMX)."
+    bf16 = device != "cpu" or native_bf16()
+    return {n: kw for n, kw in SETTINGS.items() if bf16 or kw["precision"] != "bf16"}
+
+
 def main(a) -> None:
+    measured = settings(a.device)
     chosen = pooling.chosen_lrs(a.profile, Store(Path(a.results) / "pooling" / "runs.csv").read().rows)
     canvas = pooling.PROFILES[a.profile]["canvas"]
     cells = [pooling.base(a.profile).replace(obj_size=s, pool=h, lr=rate(a.profile, chosen, (canvas, s, h)),
@@ -74,19 +83,19 @@ def main(a) -> None:
         tensors(c)  # the scenes are generated (and cached) before any clock starts
     run(cells[0].replace(epochs=1))  # warm-up: first-call allocations
     rows = [dict(setting=name, cell=f"{c.obj_size} px {c.pool}", seed=s, **run(c.replace(seed=s, **kw)))
-            for name, kw in SETTINGS.items() for c in cells for s in range(a.seeds)]
+            for name, kw in measured.items() for c in cells for s in range(a.seeds)]
     runs = pd.DataFrame(rows)
     seconds = runs.groupby("setting")["seconds"].sum()
     # one statistic per seed: the cells' mean accuracy (each seed's cells share its data and init across settings)
     per_seed = runs.groupby(["setting", "seed"], as_index=False)["accuracy"].mean()
     family = [stats.Comparison(f"{name} - fp32, mean over the cells", dict(setting=name), dict(setting="fp32"),
-                               expect="equivalent", margin=MARGIN) for name in SETTINGS if name != "fp32"]
+                               expect="equivalent", margin=MARGIN) for name in measured if name != "fp32"]
     table = stats.compare(per_seed, family)
     kept = {name: table.loc[table["comparison"].str.startswith(name + " -"), "outcome"].item() == "equivalent"
-            for name in SETTINGS if name != "fp32"}
+            for name in measured if name != "fp32"}
     power = {name: table.loc[table["comparison"].str.startswith(name + " -"), "power"].item() for name in kept}
     faster = [n for n in kept if seconds[n] < seconds["fp32"] and kept[n]]
-    cells_table = runs.pivot_table(index="cell", columns="setting", values="accuracy", aggfunc="mean")[list(SETTINGS)]
+    cells_table = runs.pivot_table(index="cell", columns="setting", values="accuracy", aggfunc="mean")[list(measured)]
     n_cells = len(cells)
     text = "\n".join([
         "# Benchmark: bf16 autocast and channels_last against fp32", "",
@@ -94,14 +103,16 @@ def main(a) -> None:
         + ", ".join(f"{n} {seconds[n] / seconds['fp32']:.2f}x" for n in kept)
         + f"; held-out accuracy equivalent to fp32's within ±{MARGIN} (mean over {n_cells} cells, {a.seeds} seeds): "
         + ", ".join(f"{n} {'yes' if kept[n] else 'not shown'} (power {power[n]:.0%})" for n in kept)
-        + "; faster and equivalent: " + (", ".join(faster) or "none") + ".", "",
+        + "; faster and equivalent: " + (", ".join(faster) or "none")
+        + ("" if len(measured) == len(SETTINGS) else "; bf16 not measured: this CPU has no native bf16, so autocast "
+           "would be emulated (several times slower than fp32) and a run refuses it") + ".", "",
         *benchmark_provenance(f"python benchmarks/precision.py --device {a.device} --profile {a.profile} --sizes "
                               f"{','.join(map(str, a.sizes))} --heads {a.heads} --seeds {a.seeds}", MEASURES),
         f"- work: the pooling {a.profile} geometry ({canvas} px scenes, {pooling.PROFILES[a.profile]['epochs']} "
         f"epochs), {n_cells} cells x {a.seeds} seeds per setting, one run at a time; seconds are training time "
         "(fit), summed; scoring is fp32 in every setting", "",
         "| setting | seconds | time vs fp32 |", "|---|---|---|",
-        *[f"| {n} | {seconds[n]:.1f} | {seconds[n] / seconds['fp32']:.2f}x |" for n in SETTINGS], "",
+        *[f"| {n} | {seconds[n]:.1f} | {seconds[n] / seconds['fp32']:.2f}x |" for n in measured], "",
         "## Accuracy kept?", "",
         f"Declared: a setting keeps accuracy when the per-seed mean over the cells of its held-out accuracy minus "
         f"fp32's lies within ±{MARGIN} (paired TOST over seeds, Holm over the {len(kept)} settings). Power: the "
