@@ -29,7 +29,7 @@ def report(ctx: R.Context) -> tuple[str, str]:
     body = ["This is the confirmatory study of the [medium pilot](summary_medium.md): its questions, tests, seeds "
             "and predictions were committed before its runs, on fresh seeds that each draw their own scenes.", "",
             "## What it found", "", *[f"- {x}" for x in found(c6, why_table, thresholds, runs)], "",
-            "## Which head to use", "", *recommend(c6, thresholds, dil), "",
+            "## Which head to use", "", *recommend(c6, thresholds, dil), *rate_caveat(runs), "",
             "## Figures", "", *show(ctx, thr, dil), "",
             "## Verdict", "", f"**C6 is {word}.**", "", "Each row tests the lesson's prediction, two-sided.", "",
             stats.markdown(c6) if c6 is not None else "No runs yet.", "",
@@ -137,6 +137,22 @@ def recommend(c6, thresholds: dict, dil: pd.DataFrame) -> list[str]:
                    + (f"({effect(slope, 4)} per doubling; this design sees ±{det:.4f} with 80% power)"
                       if det == det else "") + ": **concat**, fastai's default, loses nothing measured here.")
     return out
+
+
+def rate_caveat(runs: pd.DataFrame) -> list[str]:
+    "The dilution cells whose searched rate sits at the grid's edge: their best rate may lie beyond it."
+    lrs = PROFILES[PROFILE]["lrs"]
+    searched = runs[runs["arm"] == "search"]
+    first = EXPERIMENT.seed_list(PROFILE).start
+    chosen = S.choose(cells(PROFILE)["dilution"], lrs, searched, rate_group(PROFILE), first)
+    edge = [f"{c.pool} {c.canvas // cell_px(PROFILE)}x{c.canvas // cell_px(PROFILE)} at {c.lr:g}" for c in chosen
+            if c.lr in (min(lrs), max(lrs))]
+    if searched.empty or not edge:
+        return []
+    return [f"- **A caveat on the map-size line**: {len(edge)} of {len(chosen)} dilution cells chose a rate at the "
+            f"edge of the searched grid ({', '.join(edge)}), from one search seed, so a head's best rate may lie "
+            "beyond it; a head tuned short of its best would lose accuracy, and the slope of max - avg rests on these "
+            "cells."]
 
 
 def _upper(t: dict) -> float:
