@@ -1,9 +1,15 @@
 """`cnn-exp reproduce` judges a fresh study by its answer, not its bits: a check that a changed answer fails."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from cnn_experiments import reproduction as R
 from cnn_experiments.stats import Comparison
+from experiments import pooling as P
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ONE_SIZE = [Comparison("trainability: max - avg, share of seeds that learn, 12 px", dict(arm="threshold", pool="max"),
                        dict(arm="threshold", pool="avg"), test="share", learned=0.6, margin=0.1)]
@@ -54,3 +60,29 @@ def test_the_tolerance_is_the_binomial_spread_of_two_draws():
     q = 5.5 / 11
     a, b = np.random.default_rng(0).binomial(10, q, (2, 20000))
     assert np.mean(np.abs(a - b) / 10 <= tol) >= 0.975 > np.mean(np.abs(a - b) / 10 <= tol - 0.1)
+
+
+@pytest.fixture(scope="module")
+def committed() -> pd.DataFrame:
+    "The committed quick pooling study, as its report reads it."
+    from cnn_experiments.study import load
+    return load("pooling", "quick", ROOT / "results").labelled
+
+
+def test_the_committed_quick_study_is_reproduced_by_itself_and_passes_95_percent_of_faithful_redraws(committed):
+    assert R.judge(committed, committed, P.comparisons("quick")).reproduced
+    assert R.false_alarm(committed, P.comparisons("quick"), simulations=200) <= 0.05 + 3 * (0.05 * 0.95 / 200) ** 0.5
+
+
+def test_the_committed_quick_study_with_its_effect_reversed_is_not_reproduced(committed):
+    swapped = committed.assign(pool=committed["pool"].map({"avg": "max", "max": "avg"}))
+    judged = R.judge(committed, swapped, P.comparisons("quick"))
+    assert not judged.reproduced and "contradicted -> supported" in judged.text()
+
+
+def test_the_committed_quick_study_with_its_verdict_kept_but_a_share_moved_is_not_reproduced(committed):
+    more = committed.copy()
+    failing = more.index[(more["pool"] == "max") & ~more["learned"]][:6]
+    more.loc[failing, ["accuracy", "learned"]] = [0.61, True]  # six more max runs just learn; avg still far ahead
+    judged = R.judge(committed, more, P.comparisons("quick"))
+    assert not judged.outcomes_differ and not judged.reproduced and "beyond it" in judged.text()
