@@ -10,7 +10,7 @@ from cnn_experiments import cli, study
 @pytest.mark.parametrize("argv,match", [
     (["run", "poolng"], "experiment: unknown name 'poolng'; choose one of pooling, cluttered, mnist_scratch"),
     (["run", "pooling", "--profile", "huge"],
-     "invalid choice: 'huge' (choose from 'quick', 'medium', 'full', 'confirm')"),
+     "--profile: pooling has no profile 'huge'; choose one of quick, quick_pilot, medium, full, confirm"),
     (["run", "pooling", "--device", "tpu"], "invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
     (["run", "mnist_scratch", "--profile", "medium"], "no profile 'medium'; choose one of quick, full"),
     (["run", "pooling", "--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
@@ -47,7 +47,7 @@ def test_experiments_run_as_modules_with_the_same_one_line_errors():
     r = subprocess.run([sys.executable, "-m", "experiments.pooling", "--profile", "huge"], capture_output=True,
                        text=True, timeout=120)
     lines = r.stderr.strip().splitlines()  # one line: no traceback, no library's import-time warnings
-    assert r.returncode == 2 and len(lines) == 1 and "invalid choice: 'huge'" in lines[0]
+    assert r.returncode == 2 and len(lines) == 1 and "has no profile 'huge'" in lines[0]
 
 
 def test_list_names_every_experiment_and_its_claim(capsys):

@@ -197,19 +197,20 @@ def one_cell(profile: str) -> int:
 def comparisons(profile: str) -> list[Comparison]:
     if profile == "confirm":
         return confirmed()
-    if profile == "quick":
-        return quick()
-    if not PROFILES[profile]["maps"]:
-        return trainability(profile)
-    return pilot(profile)
+    p = PROFILES[profile]
+    if p["maps"]:
+        return pilot(profile)
+    return quick(profile) if len(p["sizes"]) == 1 else trainability(profile)
 
 
-def quick() -> list[Comparison]:
-    """The quick study's one question, declared from its pilot before its runs: does max find a bear of 0.75 cells
-    better than avg? Held-out accuracy paired by seed, the exact sign-flip test, in the lesson's direction (tested
-    two-sided); the pilot found the opposite."""
-    return [Comparison("max - avg, held-out accuracy, a bear of 0.75 cells (12 px)", dict(arm="threshold", pool="max"),
-                       dict(arm="threshold", pool="avg"), test="sign-flip", margin=0.05)]
+def quick(profile: str) -> list[Comparison]:
+    """A profile of one object size (quick), declared from its pilot before its runs: does max find the bear better
+    than avg? Held-out accuracy paired by seed, the exact sign-flip test, in the lesson's direction (tested
+    two-sided); the quick pilot found the opposite."""
+    size = PROFILES[profile]["sizes"][0]
+    return [Comparison(f"max - avg, held-out accuracy, a bear of {size / cell_px(profile):g} cells ({size} px)",
+                       dict(arm="threshold", pool="max"), dict(arm="threshold", pool="avg"), test="sign-flip",
+                       margin=0.05)]
 
 
 def trainability(profile: str) -> list[Comparison]:
