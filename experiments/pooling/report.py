@@ -103,8 +103,9 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
     diff_cols = ["size", *[f"{h} - avg" for h in hs if h != "avg"]]
     fig = ctx.figure(figures.share_by_size(thr, profile), f"{profile}_share_vs_size.png")
     return ["## Threshold arm: does the head learn to see the object at all?", "",
-            f"Objects from {min(thr['cells']):g} to {max(thr['cells']):g} cells of the {map_side(profile)}x"
-            f"{map_side(profile)} map; seeds per cell: {seed_counts(thr)}.", "",
+            (f"Objects from {min(thr['cells']):g} to {max(thr['cells']):g} cells" if thr["cells"].nunique() > 1 else
+             f"Objects of {min(thr['cells']):g} cells") + f" of the {map_side(profile)}x{map_side(profile)} map; "
+            f"seeds per cell: {seed_counts(thr)}.", "",
             "### Share of seeds that learn (exact 95% interval)", "", t[share_cols].to_markdown(index=False), "",
             fig, "", "### Each head's threshold: the size at which half the seeds learn", "",
             "A logistic model of learns against log size per head (95% profile-likelihood interval):", "",
@@ -123,6 +124,9 @@ def seed_counts(runs: pd.DataFrame) -> str:
 
 def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
     profile = ctx.profile
+    if not PROFILES[profile]["maps"]:
+        return ["## Dilution arm", "", f"The {profile} profile has no dilution arm; the medium and confirm profiles "
+                "grow the map with the 28 px digit."]
     if dil.empty:
         return ["## Dilution arm", "", "No runs yet."]
     s = R.summarize(dil, ["map", "pool"])
