@@ -32,8 +32,9 @@ def share_by_size(thr: pd.DataFrame, profile: str):
                         marker="|", ms=14, color=colours[h], capsize=4, lw=1.5)
         elif t["kind"] == "censored below" and h in BOLD:  # open to the left: an arrow, not a clipped bar
             found[h] = f"below {t['hi']:.2f} cells ({h})"
-            ax.annotate("", xy=(min(sizes) * 0.93, 0.5), xytext=(t["hi"], 0.5),
-                        arrowprops=dict(arrowstyle="->", color=colours[h], lw=1.5))
+            ax.annotate("", xy=(min(sizes) * 0.9, 0.5), xytext=(t["hi"], 0.5), annotation_clip=False,
+                        arrowprops=dict(arrowstyle="->", color=colours[h], lw=2.2))
+            ax.set_xlim(left=min(sizes) * 0.88)  # room for the arrow left of the smallest size tried
     ax.axhline(0.5, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(plt.NullLocator())
