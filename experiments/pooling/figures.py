@@ -12,6 +12,27 @@ from . import DILUTION_HEADS, HEADS, cell_px, map_side
 BOLD = ("avg", "max", "concat")
 
 
+def paired_by_seed(thr: pd.DataFrame, profile: str):
+    "One object size: each seed's held-out accuracy with avg and with max, joined; the title states who wins."
+    acc = thr.pivot_table(index="seed", columns="pool", values="accuracy")[["avg", "max"]]
+    size = int(thr["obj_size"].iloc[0])
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for _, (a, m) in acc.iterrows():
+        ax.plot([0, 1], [a, m], color="grey", lw=0.8, alpha=0.7)
+    for i, h in enumerate(("avg", "max")):
+        ax.scatter(np.full(len(acc), i), acc[h], color=f"C{i}", zorder=3, label=h)
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.axhline(0.6, color="grey", ls="--", lw=1)
+    ax.text(1.38, 0.6, "learns", va="bottom", ha="right", fontsize=8, color="grey")
+    ax.set_xticks([0, 1], ["avg pooling", "max pooling"])
+    ax.set_xlim(-0.4, 1.4)
+    ax.set_ylabel("held-out accuracy (chance 0.5)")
+    better = int((acc["avg"] > acc["max"]).sum())
+    ax.set_title(f"A bear of {size / cell_px(profile):g} cells ({size} px): avg beats max in {better} of "
+                 f"{len(acc)} seeds\n(a line joins one seed's two runs)")
+    return fig
+
+
 def share_by_size(thr: pd.DataFrame, profile: str):
     "Share of seeds that learn by object size per head, each head's threshold marked; the title states them."
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
