@@ -101,7 +101,8 @@ def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
     share_cols = ["size", *[f"{h}: learn" for h in hs]]
     acc_cols = ["size", *[f"{h}: acc. of learners" for h in hs]]
     diff_cols = ["size", *[f"{h} - avg" for h in hs if h != "avg"]]
-    one_size = thr["obj_size"].nunique() == 1  # no threshold to draw: each seed's pair instead
+    # one size, no threshold to draw: each seed's avg and max instead
+    one_size = thr["obj_size"].nunique() == 1 and {"avg", "max"} <= set(thr["pool"])
     fig = (ctx.figure(figures.paired_by_seed(thr, profile), f"{profile}_by_seed.png") if one_size
            else ctx.figure(figures.share_by_size(thr, profile), f"{profile}_share_vs_size.png"))
     return ["## Threshold arm: does the head learn to see the object at all?", "",
