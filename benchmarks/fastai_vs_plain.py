@@ -28,13 +28,21 @@ from fastcore.basics import noop
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments.benchmark import (
+    DEVICES,
+    Parser,
+    benchmark_file,
+    benchmark_provenance,
+    output_options,
+    positive_int,
+    script,
+    write_benchmark,
+)
 from cnn_experiments.callbacks import without_host_sync
-from cnn_experiments.cli import DEVICES, Parser, positive_int, script
 from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.errors import UserError
 from cnn_experiments.learner import CrossEntropy, Learner
 from cnn_experiments.models import simple_cnn
-from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.15, "cuda": 1.2}

@@ -16,13 +16,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.cli import Parser, positive_int, script
+from cnn_experiments.benchmark import (
+    Parser,
+    benchmark_file,
+    benchmark_provenance,
+    output_options,
+    positive_int,
+    script,
+    write_benchmark,
+)
 from cnn_experiments.errors import UserError
 from cnn_experiments.executors import default_jobs
 from cnn_experiments.folder import sample_folder
 from cnn_experiments.folder_heads import HEADS, run_heads
 from cnn_experiments.machine import native_bf16
-from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET_MIN = 30

@@ -17,9 +17,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import fused, train
-from cnn_experiments.cli import DEVICES, Parser, positive_int, script
+from cnn_experiments.benchmark import (
+    DEVICES,
+    Parser,
+    benchmark_file,
+    benchmark_provenance,
+    output_options,
+    positive_int,
+    script,
+    write_benchmark,
+)
 from cnn_experiments.config import Config
-from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import device_name
 
 TARGET = {"cpu": 1.5, "cuda": 8.0}

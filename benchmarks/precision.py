@@ -21,10 +21,18 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnn_experiments import stats
-from cnn_experiments.cli import DEVICES, Parser, positive_int, script
+from cnn_experiments.benchmark import (
+    DEVICES,
+    Parser,
+    benchmark_file,
+    benchmark_provenance,
+    output_options,
+    positive_int,
+    script,
+    write_benchmark,
+)
 from cnn_experiments.errors import UserError
 from cnn_experiments.machine import native_bf16
-from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.store import Store
 from cnn_experiments.train import device_name, run, tensors
 from experiments import pooling

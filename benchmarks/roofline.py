@@ -33,12 +33,20 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.cli import DEVICES, Parser, positive_int, script
+from cnn_experiments.benchmark import (
+    DEVICES,
+    Parser,
+    benchmark_file,
+    benchmark_provenance,
+    output_options,
+    positive_int,
+    script,
+    write_benchmark,
+)
 from cnn_experiments.errors import UserError
 from cnn_experiments.fused import Fused
 from cnn_experiments.machine import native_bf16
 from cnn_experiments.models import pooled_cnn
-from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.train import RUN_THREADS, device_name
 
 CHANNELS = (8, 16, 32, 64, 64)

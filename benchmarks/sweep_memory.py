@@ -14,9 +14,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.cli import Parser, positive_int, script
+from cnn_experiments.benchmark import (
+    Parser,
+    benchmark_file,
+    benchmark_provenance,
+    output_options,
+    positive_int,
+    script,
+    write_benchmark,
+)
 from cnn_experiments.config import Config
-from cnn_experiments.publish import benchmark_file, benchmark_provenance, output_options, write_benchmark
 from cnn_experiments.sweep import run_sweep
 from cnn_experiments.train import device_name
 

@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .experiment import NAMES
-from .publish import MEASURES
+from .benchmark import MEASURES
+from .registry import NAMES
 from .report import text_only, unwritten
 
 

@@ -12,53 +12,20 @@
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from .config import AUGS
 from .errors import UserError
-from .experiment import NAMES, get
+from .options import DEVICES, Parser, at_least, positive_int
+from .registry import NAMES, get
 
 # the study pipeline, and torch and fastai with it, is imported by the commands that run or report
 FOLDER_RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
-DEVICES = ("cpu", "cuda")
 
 
-def at_least(low: int):
-    "An argparse type: a whole number of at least `low` (0 is a value, not 'not given')."
-    def check(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {v}")
-        return v
-    return check
-
-
-positive_int = at_least(1)
-
-
-class Parser(argparse.ArgumentParser):
-    "argparse with one-line errors: the CLI's and the benchmarks' options are parsed the same way."
-    def error(self, message):
-        raise UserError(message)
-
-
-def script(parser: argparse.ArgumentParser, body, argv: list[str] | None = None) -> int:
-    "A benchmark's entry point: its options parsed as the CLI's are; a user's mistake is one line and exit 2."
-    try:
-        body(parser.parse_args(argv))
-    except UserError as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def parser() -> argparse.ArgumentParser:
+def parser() -> Parser:
     p = Parser(prog="cnn-exp", description="The claims of a lesson on CNNs, measured.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     sub.add_parser("list", help="the experiments and the claims they test")

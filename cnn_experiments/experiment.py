@@ -1,11 +1,10 @@
 """The interface every experiment fills in: what it claims, its grid per profile, its declared comparisons, what
-its report draws. `cnn-exp` runs and reports any experiment through this alone.
+its report draws. `cnn-exp` runs and reports any experiment through this alone; `registry` finds one by name.
 
     from experiments.pooling import EXPERIMENT; EXPERIMENT.grid("quick")
 """
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -14,9 +13,6 @@ import pandas as pd
 from .config import Config
 from .errors import UserError
 from .report import Context
-
-NAMES = ("pooling", "cluttered", "mnist_scratch", "edge_filter", "activations", "downsampling", "dropout",
-         "fine_tune")
 
 
 @dataclass(frozen=True)
@@ -46,10 +42,3 @@ class Experiment:
         "The profile's seeds (n of them, default its own count), from its first: a later study's are fresh ones."
         first = self.profiles[profile].get("first_seed", 0)
         return range(first, first + (n or self.seeds(profile)))
-
-
-def get(name: str) -> Experiment:
-    "The experiment called `name`."
-    if name not in NAMES:
-        raise UserError(f"experiment: unknown name {name!r}; choose one of {', '.join(NAMES)}")
-    return importlib.import_module(f"experiments.{name}").EXPERIMENT

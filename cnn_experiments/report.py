@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,12 +50,23 @@ class Context:
     results: Path = Path("results")  # the results root: a report may read another experiment's saved weights
     partial: bool = False  # the grid is not complete: numbers only, no verdict (see `compare`)
     tables: list = field(default_factory=list)  # every verdict table the report decided, in order
+    load: Callable | None = None  # another profile's runs of this study as `study.load` reads them (a pilot's)
 
     def compare(self, runs: pd.DataFrame, comparisons) -> pd.DataFrame:
         "A report's own verdict table (stats.compare), with no verdict while the grid is not complete."
         table = stats.compare(runs, comparisons, partial=self.partial, items=self.store.items)
         self.tables.append(table)
         return table
+
+    def power_section(self, table: pd.DataFrame, pilot: str, comparisons, seeds: int, label=None,
+                      partial: bool = False) -> str:
+        """A confirmatory report's Power table: its `comparisons` on the `pilot` profile's runs at the declared `seeds`
+        (planned) beside `table`'s own spread (achieved). `label`: the pilot's runs as the family reads them;
+        `partial`: a row the pilot has no runs for (a new control) is planned as unknown."""
+        got = self.load(pilot)
+        runs = label(got) if label else got.labelled
+        planned = stats.planned(stats.compare(runs, comparisons, partial=partial), seeds)
+        return power_plan(table, planned, seeds, f"summary_{pilot}.md")
 
     def figure(self, fig, name: str) -> str:
         "Save a figure beside the summary; its markdown link."

@@ -104,8 +104,8 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
               profile: str = "quick", jobs: int | None = None) -> str:
     """Run `name`'s `profile` from scratch into `into` (git-ignored) and judge it against the committed study: the
     answer in a line, then where it ran and what the check's false-alarm rate is."""
-    from .experiment import get
     from .machine import identity
+    from .registry import get
     from .store import Store
     from .study import do_run, load
     rows = Store(results / name / "runs.csv").read().rows

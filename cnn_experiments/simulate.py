@@ -106,7 +106,7 @@ def committed_families(results: Path = Path("results")) -> list[tuple[str, str, 
     import shutil
     import tempfile
 
-    from .experiment import NAMES
+    from .registry import NAMES
     from .study import written
     out = []
     with tempfile.TemporaryDirectory() as tmp:

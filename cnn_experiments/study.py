@@ -14,8 +14,8 @@ import pandas as pd
 from . import report as R
 from . import stats
 from .errors import UserError
-from .experiment import get
 from .publish import best_summary, write_index, write_table
+from .registry import get
 from .store import REQUIRED, Store
 from .sweep import run_sweep
 
@@ -100,23 +100,13 @@ def load(name: str, profile: str | None, results: Path = Path("results")) -> Loa
     return Loaded(runs, labelled, table, status, store, profile)
 
 
-def power_section(ctx: R.Context, table: pd.DataFrame, pilot: str, comparisons, seeds: int, label=None,
-                  partial: bool = False) -> str:
-    """A confirmatory report's Power table: its `comparisons` on the `pilot` profile's runs at the declared `seeds`
-    (planned) beside `table`'s own spread (achieved). `label`: the pilot's runs as the family reads them;
-    `partial`: a row the pilot has no runs for (a new control) is planned as unknown."""
-    got = load(ctx.out.name, pilot, ctx.results)
-    runs = label(got) if label else got.labelled
-    planned = stats.planned(stats.compare(runs, comparisons, partial=partial), seeds)
-    return R.power_plan(table, planned, seeds, f"summary_{pilot}.md")
-
-
 def written(name: str, profile: str | None, results: Path = Path("results")) -> tuple[R.Context, str, str, Loaded]:
     "The report of a profile: its context (with every verdict table it decided), body and finding."
     exp = get(name)
     got = load(name, profile, results)
     ctx = R.Context(got.labelled, got.store, results / name, got.profile, got.table, results,
-                    partial=bool(got.status), tables=[] if got.table is None else [got.table])
+                    partial=bool(got.status), tables=[] if got.table is None else [got.table],
+                    load=lambda pilot: load(name, pilot, results))
     from .train import pinned_threads
     with pinned_threads("cpu"):  # what a report computes (class activation maps) rounds alike on every machine
         body, finding = exp.report(ctx)

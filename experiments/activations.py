@@ -26,7 +26,6 @@ from cnn_experiments import search as S
 from cnn_experiments.config import ACTIVATIONS, Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
-from cnn_experiments.study import power_section
 
 TITLE = "activations: does the non-linearity matter?"
 CLAIM = "C8: the activation function is not so important; any non-linearity works fine, but there must be one."
@@ -106,7 +105,7 @@ def report(ctx) -> tuple[str, str]:
         answers, rec = found(table)
         body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", f"**Recommendation:** {rec}.",
                           "", body, "", "## Power", "",
-                          power_section(ctx, table, "full", comparisons("confirm"), PROFILES["confirm"]["seeds"])])
+                          ctx.power_section(table, "full", comparisons("confirm"), PROFILES["confirm"]["seeds"])])
     eq = table[table["expect"] == "equivalent"]
     finding = (f"non-linearities equivalent to ReLU within ±{MARGIN}: {int((eq['outcome'] == 'equivalent').sum())} "
                f"of {len(eq)}; identity below ReLU: "

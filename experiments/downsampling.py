@@ -27,7 +27,6 @@ from cnn_experiments import search as S
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
-from cnn_experiments.study import power_section
 
 TITLE = "downsampling: the body's way down, at equal parameters and at equal cost"
 CLAIM = ("C5: a stride-2 convolution, a stride-1 convolution + 2x2 max pool and a stride-1 convolution + 2x2 "
@@ -191,7 +190,7 @@ def report(ctx) -> tuple[str, str]:
         answers, rec = found(t)
         body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", f"**Recommendation:** {rec}.",
                           "", body, "", "## Power", "",
-                          power_section(ctx, t, "full", confirmed(), PROFILES["confirm"]["seeds"])])
+                          ctx.power_section(t, "full", confirmed(), PROFILES["confirm"]["seeds"])])
         return body, f"C5 {word}: " + " ".join(a.replace("**", "") for a in answers) + f" Recommendation: {rec}."
     finding = (f"at matched cost, {int((t['outcome'] == 'equivalent').sum())} of {len(t)} comparisons equivalent "
                f"within ±{MARGIN} (" + "; ".join(f"{r.comparison} {R.signed(r.effect)}: {r.outcome}"

@@ -35,7 +35,6 @@ from cnn_experiments import search as S
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
-from cnn_experiments.study import power_section
 
 TITLE = "dropout: generalisation vs fit to the training data"
 CLAIM = ("C7: a larger dropout will improve generalisation, but a smaller dropout will improve performance "
@@ -239,7 +238,7 @@ def report_confirm(ctx) -> tuple[str, str]:
         "is the mean of -log p(true class), so a few confident mistakes weigh more than many images moved from "
         "wrong to right; a network fitted to zero train loss is confident wherever it is wrong.", "",
         ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
-        "## Power", "", power_section(ctx, table, "full", confirmed(), PROFILES["confirm"]["seeds"]), "",
+        "## Power", "", ctx.power_section(table, "full", confirmed(), PROFILES["confirm"]["seeds"]), "",
         "## Details", "",
         f"Data: each seed draws its own 500 of the embedded MNIST training digits (every class equally), 1,000 "
         f"held-out. Model: 4 stride-2 Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; "

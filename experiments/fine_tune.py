@@ -33,7 +33,6 @@ from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.pretrained import OFFLINE
 from cnn_experiments.stats import Comparison
-from cnn_experiments.study import power_section
 
 TITLE = "fine_tune: a pretrained body vs training from scratch, by number of labels"
 CLAIM = ("C4: a pretrained network fine-tuned with `Learner.fine_tune` beats training from scratch, most with "
@@ -230,7 +229,7 @@ def report(ctx) -> tuple[str, str]:
             answers, rec = found(ctx.table)
             body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "",
                               f"**Recommendation:** {rec}.", "", body, "", "## Power", "",
-                              power_section(ctx, ctx.table, "medium", confirmed(), p["seeds"])])
+                              ctx.power_section(ctx.table, "medium", confirmed(), p["seeds"])])
             return body, f"C4 {word}: " + " ".join(a.replace("**", "") for a in answers) + f" Recommendation: {rec}."
         return body, f"C4 {word}: the confirmatory grid is not complete (numbers only)."
     finding = (f"grey digits, transfer from ImageNet at {p['px']} px: C4 {word} ("

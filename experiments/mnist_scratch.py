@@ -30,7 +30,6 @@ from cnn_experiments.data import HELD_OUT_PER_CLASS
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.kernels import edge_match
 from cnn_experiments.stats import Comparison
-from cnn_experiments.study import power_section
 
 TITLE = "mnist_scratch: fastbook chapter 13's simple_cnn, from scratch"
 CLAIM = ("C2, C3: a CNN of stride-2 convolutions classifies MNIST well; batchnorm and the 1cycle schedule "
@@ -182,7 +181,7 @@ def report(ctx) -> tuple[str, str]:
     if ctx.profile == "confirm" and not ctx.partial:
         answers = found(table, edge)
         body = "\n".join(["## What it found", "", *[f"- {x}" for x in answers], "", body, "", "## Power", "",
-                          power_section(ctx, table, "full", confirmed(), PROFILES["confirm"]["seeds"],
+                          ctx.power_section(table, "full", confirmed(), PROFILES["confirm"]["seeds"],
                                         label=lambda got: with_kernels(got.labelled, got.store), partial=True)])
         return body, f"C2, C3 {word}: " + " ".join(a.replace("**", "") for a in answers)
     finding = (f"BN + fit_one_cycle(5, 0.1) reaches {R.cells(best.to_frame().T)[0]} held-out accuracy on the "

@@ -7,8 +7,8 @@ import torch
 from cnn_experiments import report as R
 from cnn_experiments import stats
 from cnn_experiments.config import POOLS, to_row
-from cnn_experiments.experiment import NAMES, get
 from cnn_experiments.kernels import TOP_EDGE, edge_match
+from cnn_experiments.registry import NAMES, get
 from experiments import pooling as P
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from cnn_experiments import stats
 
-from . import DILUTION_HEADS, HEADS, cell_px, map_side
+from .design import DILUTION_HEADS, HEADS, cell_px, map_side
 
 BOLD = ("avg", "max", "concat")
 

@@ -8,7 +8,8 @@ import pandas as pd
 from cnn_experiments import report as R
 from cnn_experiments import stats
 
-from . import (
+from . import figures
+from .design import (
     HEADS,
     LEARNED,
     LN2,
@@ -18,7 +19,6 @@ from . import (
     chosen_lrs,
     comparisons,
     dilution_heads,
-    figures,
     heads,
     map_side,
 )
@@ -38,11 +38,10 @@ def planned(ctx: R.Context) -> list[str]:
     "The quick study's power, planned from its pilot's per-seed spread at the seeds it declares."
     if ctx.profile != "quick" or ctx.table is None:
         return []
-    from cnn_experiments.study import power_section
     p = PROFILES["quick"]
     at_its_size = lambda got: got.labelled[got.labelled["obj_size"].isin(p["sizes"])]
     # partial: a fresh results folder (`cnn-exp reproduce`) holds no pilot runs, and then no plan
-    return ["## Power", "", power_section(ctx, ctx.table, "quick_pilot", comparisons("quick"), p["seeds"],
+    return ["## Power", "", ctx.power_section(ctx.table, "quick_pilot", comparisons("quick"), p["seeds"],
                                           label=at_its_size, partial=True), ""]
 
 

@@ -10,8 +10,9 @@ from cnn_experiments import report as R
 from cnn_experiments import search as S
 from cnn_experiments import stats
 
-from . import EXPERIMENT, PROFILES, cell_px, cells, figures, map_side, mechanism, rate_group
+from . import figures
 from . import report as pilot
+from .design import PROFILES, cell_px, cells, first_seed, map_side, mechanism, rate_group
 
 PROFILE = "confirm"
 ANSWER = {"supported": "yes", "contradicted": "no, the opposite", "inconclusive": "not resolved",
@@ -143,7 +144,7 @@ def rate_caveat(runs: pd.DataFrame) -> list[str]:
     "The dilution cells whose searched rate sits at the grid's edge: their best rate may lie beyond it."
     lrs = PROFILES[PROFILE]["lrs"]
     searched = runs[runs["arm"] == "search"]
-    first = EXPERIMENT.seed_list(PROFILE).start
+    first = first_seed(PROFILE)
     chosen = S.choose(cells(PROFILE)["dilution"], lrs, searched, rate_group(PROFILE), first)
     edge = [f"{c.pool} {c.canvas // cell_px(PROFILE)}x{c.canvas // cell_px(PROFILE)} at {c.lr:g}" for c in chosen
             if c.lr in (min(lrs), max(lrs))]
@@ -234,7 +235,7 @@ def appendix(runs: pd.DataFrame) -> list[str]:
 
 def pooled_table(cs, lrs, searched: pd.DataFrame, name, group) -> pd.DataFrame:
     "Per rate group: mean search-split accuracy at each rate over its cells, and the chosen rate."
-    pick = {name(c): c.lr for c in S.choose(cs, lrs, searched, group, EXPERIMENT.seed_list(PROFILE).start)}
+    pick = {name(c): c.lr for c in S.choose(cs, lrs, searched, group, first_seed(PROFILE))}
     rows = {}
     for c in cs:
         r = rows.setdefault(name(c), {"cells": name(c), **{f"{lr:g}": [] for lr in lrs}})
