@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .benchmark import MEASURES
+from .publish import BENCHMARKS_DOC
 from .registry import NAMES
 from .report import text_only, unwritten
 
@@ -37,6 +38,9 @@ def copy_of(results: Path, into: Path) -> Path:
     copy = shutil.copytree(results, into / "results")
     if (results.parent / "README.md").exists():
         shutil.copy(results.parent / "README.md", into / "README.md")
+    if (results.parent / BENCHMARKS_DOC).exists():
+        (into / BENCHMARKS_DOC).parent.mkdir()
+        shutil.copy(results.parent / BENCHMARKS_DOC, into / BENCHMARKS_DOC)
     return copy
 
 
@@ -61,7 +65,10 @@ def regenerate(results: Path, copy: Path, summary: tuple[str, str]) -> list[str]
             problems.append(f"{results / table}: missing or stale; `cnn-exp report NAME` rewrites it")
     readme = results.parent / "README.md"
     if readme.exists() and unwritten((copy.parent / "README.md").read_text()) != unwritten(readme.read_text()):
-        problems.append(f"{readme}: its results block is stale; `cnn-exp report NAME` rewrites it")
+        problems.append(f"{readme}: its answers or results block is stale; `cnn-exp report NAME` rewrites it")
+    doc = results.parent / BENCHMARKS_DOC
+    if doc.exists() and (copy.parent / BENCHMARKS_DOC).read_text() != doc.read_text():
+        problems.append(f"{doc}: its benchmarks block is stale; `cnn-exp report NAME` rewrites it")
     return problems
 
 

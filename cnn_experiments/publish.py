@@ -109,6 +109,19 @@ def verdicts_of(summary: Path) -> str:
         f" ({c.rstrip('.')})" for c in caveat)
 
 
+BENCHMARKS_DOC = Path("docs/benchmarks.md")  # beside the README: each benchmark's headline, written with the README
+
+
+def benchmark_lines(results: Path, doc: Path) -> list[str]:
+    "Each benchmark report's headline, linked from `doc`."
+    lines = []
+    for b in sorted(results.glob("benchmarks/*.md")):
+        found = [ln for ln in b.read_text().splitlines() if ln.startswith("**Result:**")]
+        text = first_clause(found[0].split(":**", 1)[1]) if found else "(no result line)"
+        lines.append(f"- [{b.stem}](../{b.relative_to(results.parent)}): {text}")
+    return lines
+
+
 def first_clause(text: str) -> str:
     "`text` up to its first ';' outside brackets: a benchmark's headline number with its own parenthesis whole."
     depth = 0
@@ -119,9 +132,85 @@ def first_clause(text: str) -> str:
     return text.strip().rstrip(".")
 
 
-def update_readme(readme: Path, results: Path) -> None:
-    "Rewrite the README's results block: the pooling headline, each experiment's verdict, the benchmarks."
+ANSWERS = ("<!-- answers: written by `cnn-exp report` from the reports; do not edit by hand -->", "<!-- /answers -->")
+RIGHT, WRONG = ("supported", "equivalent"), ("contradicted",)  # the outcomes that agree, or disagree, with the lesson
+IN_A_LINE = "**In a line**"  # the pooling report's which-head answer
+
+
+def fared(counts: dict[str, int]) -> str:
+    "How the lesson fared, in a word, from its comparisons' outcomes counted."
+    right, wrong = sum(counts.get(o, 0) for o in RIGHT), sum(counts.get(o, 0) for o in WRONG)
+    if not right and not wrong:
+        return "not settled"
+    if not wrong or not right:
+        return "right" if right else "wrong"
+    return "mostly right" if right > wrong else "mostly wrong" if wrong > right else "it depends"
+
+
+def verdict_rows(text: str) -> list[tuple[str, str, str]]:
+    "The claim's verdict table in a summary: (comparison, effect [95% CI], outcome) per row."
+    lines = text.splitlines()
+    start = next((i for i, ln in enumerate(lines) if re.match(r"^\*\*C\d.* is .+\.\*\*$", ln)), None)
+    if start is None:
+        return []
+    rows = []
+    for ln in lines[start + 1:]:
+        if ln.startswith("| comparison") or ln.startswith("|---") or (not ln.startswith("| ") and not rows):
+            continue  # the table's head, or the lines between the verdict and its table
+        if not ln.startswith("| "):
+            break
+        cells = [c.strip() for c in ln.strip("|").split(" | ")]
+        rows.append((cells[0], cells[4], cells[-1].split(";")[0].strip()))
+    return rows
+
+
+def answer_of(summary: Path, link: str) -> str | None:
+    "A claim's line for the README's first screen: the lesson right or wrong, the number that shows it, its report."
+    text = summary.read_text()
+    number, _ = claim_of(summary)
+    verdict = re.search(r"^\*\*(C\d.*?) is (.+?) \((.+)\)\.\*\*$", text, re.M)
+    if not number or not verdict:
+        return None
+    counts = {o: int(k) for k, o in re.findall(r"(\d+) ([a-z][a-z ]*[a-z])", verdict[3])}
+    word, rows = fared(counts), verdict_rows(text)
+    question = text.splitlines()[0].lstrip("# ").partition(": ")[2]
+    agree = RIGHT if word in ("right", "mostly right") else WRONG
+    shown = [f"{c} {e}" for c, e, o in rows if o in agree][:1]
+    if word.startswith("mostly"):
+        shown += [f"{'wrong about' if word == 'mostly right' else 'right about'}: " + f"{c} {e}"
+                  for c, e, o in rows if o not in agree and o in RIGHT + WRONG][:1]
+    return (f"- **{number}** {question[:1].upper()}{question[1:]} The lesson was **{word}** ({verdict[3]})"
+            + (f": {'; '.join(shown)}" if shown else "") + f". [Report]({link})")
+
+
+def which_head_of(summary: Path, link: str) -> str | None:
+    "The pooling report's which-head answer in a line, for the README's first screen."
+    found = [ln for ln in summary.read_text().splitlines() if ln.startswith(IN_A_LINE)]
+    if not found:
+        return None
+    setting, _, answer = found[0][len(IN_A_LINE):].partition(":")
+    return (f"- **Which head for your images?** {answer.strip().rstrip('.')} {setting.strip()}. Which head on your "
+            f"own photos: `cnn-exp run pooling --data FOLDER` (below). [Report]({link})")
+
+
+def answers(results: Path) -> list[str]:
+    "The README's first screen: each claim's answer in plain words, then which head to use."
     rel = results.name
+    found = sorted(((claim_of(s)[0], folder.name, s) for folder in sorted(p for p in results.iterdir() if p.is_dir())
+                    if (s := best_summary(folder)) and claim_of(s)[0]), key=lambda f: (f[0], f[1]))
+    lines = [line for number, name, s in found if (line := answer_of(s, f"{rel}/{name}/{s.name}"))]
+    pooling = best_summary(results / "pooling") if (results / "pooling").is_dir() else None
+    head = which_head_of(pooling, f"{rel}/pooling/{pooling.name}") if pooling else None
+    return lines + ([head] if head else [])
+
+
+def update_readme(readme: Path, results: Path) -> None:
+    "Rewrite the README's blocks: the answers on its first screen; the headline, each verdict and the benchmarks."
+    rel = results.name
+    text = readme.read_text()
+    if ANSWERS[0] in text:
+        start, end = text.index(ANSWERS[0]), text.index(ANSWERS[1]) + len(ANSWERS[1])
+        text = text[:start] + "\n".join([ANSWERS[0], *answers(results), ANSWERS[1]]) + text[end:]
     lines = [BLOCK[0]]
     pooling = best_summary(results / "pooling") if (results / "pooling").is_dir() else None
     if pooling:
@@ -134,14 +223,12 @@ def update_readme(readme: Path, results: Path) -> None:
     for (number, says), name, s in sorted(found, key=lambda f: (f[0][0] == "", f[0][0], f[1])):
         lines.append(f"| {number or '–'} | {says} | {verdicts_of(s)} | [{name}]({rel}/{name}/{s.name}), "
                      f"{s.stem.split('_', 1)[1]} |")
-    benches = sorted(results.glob("benchmarks/*.md"))
-    if benches:
-        lines += ["", "Benchmarks, each from one run of its command on the device it names:", ""]
-        for b in benches:
-            found = [ln for ln in b.read_text().splitlines() if ln.startswith("**Result:**")]
-            text = first_clause(found[0].split(":**", 1)[1]) if found else "(no result line)"
-            lines.append(f"- [{b.stem}]({b.relative_to(results.parent)}): {text}")
     lines.append(BLOCK[1])
-    text = readme.read_text()
+    benchmarks_doc = readme.parent / BENCHMARKS_DOC
+    if benchmarks_doc.exists() and BLOCK[0] in benchmarks_doc.read_text():
+        doc = benchmarks_doc.read_text()
+        start, end = doc.index(BLOCK[0]), doc.index(BLOCK[1]) + len(BLOCK[1])
+        write_atomic(benchmarks_doc, doc[:start] + "\n".join([BLOCK[0], *benchmark_lines(results, benchmarks_doc),
+                                                              BLOCK[1]]) + doc[end:])
     start, end = text.index(BLOCK[0]), text.index(BLOCK[1]) + len(BLOCK[1])
     write_atomic(readme, text[:start] + "\n".join(lines) + text[end:])

@@ -28,7 +28,7 @@ from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
 
-TITLE = "downsampling: the body's way down, at equal parameters and at equal cost"
+TITLE = "downsampling: does the way down (stride-2 conv, max pool or avg pool) change accuracy, at equal cost?"
 CLAIM = ("C5: a stride-2 convolution, a stride-1 convolution + 2x2 max pool and a stride-1 convolution + 2x2 "
          "average pool all halve the map; which one is used changes accuracy and cost.")
 PROFILES = {"quick": dict(seeds=2, lrs=None), "full": dict(seeds=5, lrs="searched"),

@@ -36,7 +36,7 @@ from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
 
-TITLE = "dropout: generalisation vs fit to the training data"
+TITLE = "dropout: does more dropout trade fit to the training data for generalisation?"
 CLAIM = ("C7: a larger dropout will improve generalisation, but a smaller dropout will improve performance "
          "on the training data.")
 PROFILES = {"quick": dict(seeds=2, lrs=(1e-2,)), "full": dict(seeds=5, lrs=(3e-3, 1e-2, 3e-2)),

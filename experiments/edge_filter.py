@@ -18,7 +18,7 @@ from cnn_experiments.data import mnist_embedded
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.kernels import TOP_EDGE, edge_match
 
-TITLE = "edge_filter: a hand-made top-edge kernel on real digits, and the kernels a CNN learns"
+TITLE = "edge_filter: does a hand-made kernel find top edges, and does a CNN learn such kernels?"
 CLAIM = ("C1: a 3x3 'top edge' kernel slid over an image gives large outputs on horizontal top edges "
          "(dark above, ink below); ReLU then zeroes the negatives.")
 PROFILES = {"quick": dict(seeds=1)}

@@ -34,7 +34,7 @@ from cnn_experiments.experiment import Experiment
 from cnn_experiments.pretrained import OFFLINE
 from cnn_experiments.stats import Comparison
 
-TITLE = "fine_tune: a pretrained body vs training from scratch, by number of labels"
+TITLE = "fine_tune: does fine-tuning a pretrained body beat training from scratch, most with few labels?"
 CLAIM = ("C4: a pretrained network fine-tuned with `Learner.fine_tune` beats training from scratch, most with "
          "few labels.")
 PROFILES = {

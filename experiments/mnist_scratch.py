@@ -31,7 +31,7 @@ from cnn_experiments.experiment import Experiment
 from cnn_experiments.kernels import edge_match
 from cnn_experiments.stats import Comparison
 
-TITLE = "mnist_scratch: fastbook chapter 13's simple_cnn, from scratch"
+TITLE = "mnist_scratch: does fastbook chapter 13's CNN learn MNIST from scratch, helped by batchnorm and 1cycle?"
 CLAIM = ("C2, C3: a CNN of stride-2 convolutions classifies MNIST well; batchnorm and the 1cycle schedule "
          "help; its first-layer filters learn edge detectors.")
 PROFILES = {"quick": dict(seeds=2), "full": dict(seeds=5),

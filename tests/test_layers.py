@@ -18,8 +18,8 @@ PACKAGES = ("cnn_experiments", "experiments", "benchmarks")
 # top to bottom: a module may import modules of its own layer and of the layers below it
 LAYERS = [
     ("entry points", ["cnn_experiments.cli", "experiments.*.__main__", "benchmarks.*"]),
-    ("commands over the studies", ["cnn_experiments.checks", "cnn_experiments.reproduction",
-                                   "cnn_experiments.simulate"]),
+    ("commands over the studies, and the Python API", ["cnn_experiments.api", "cnn_experiments.checks",
+                                                       "cnn_experiments.reproduction", "cnn_experiments.simulate"]),
     ("the study pipeline and its registry", ["cnn_experiments.study", "cnn_experiments.registry"]),
     ("studies: the experiments and the own-images comparisons",
      ["experiments", "experiments.*", "cnn_experiments.folder_app", "cnn_experiments.folder_heads"]),

@@ -15,6 +15,8 @@ from . import report as pilot
 from .design import PROFILES, cell_px, cells, first_seed, map_side, mechanism, rate_group
 
 PROFILE = "confirm"
+# the answer the README quotes: this study's setting, then its recommendation
+IN_A_LINE = "**In a line** (a body trained from scratch on grey digit scenes, a pool -> linear head):"
 ANSWER = {"supported": "yes", "contradicted": "no, the opposite", "inconclusive": "not resolved",
           "equivalent": "the same within the margin", "indicative": "too few runs yet to say",
           stats.BELOW: "resolved, but smaller than the margin"}
@@ -100,12 +102,13 @@ def within(r: pd.Series | None) -> str:
 
 
 def recommend(c6, thresholds: dict, dil: pd.DataFrame) -> list[str]:
-    """Which head, by the object's size in cells of the final map and by the map's size, from the tests: a head is
-    recommended only where a declared test resolved a difference; elsewhere fastai's default, concat."""
+    """Which head, in a line and then by the object's size in cells of the final map and by the map's size, from the
+    tests: a head is recommended only where a declared test resolved a difference; elsewhere fastai's default,
+    concat."""
     tr = row(c6, "trainability: max")
     slope = row(c6, "dilution")
     t = {h: thresholds[h] for h in ("avg", "max", "concat") if h in thresholds}
-    out = []
+    out, line = [], []
     if tr is not None and tr["outcome"] == "contradicted" and {"avg", "max", "concat"} <= set(t):
         big = min(_upper(t["max"]), _upper(t["concat"]))
         if t["avg"]["kind"] == "logit":
@@ -113,31 +116,40 @@ def recommend(c6, thresholds: dict, dil: pd.DataFrame) -> list[str]:
             out.append(f"- **Objects under about {small:.2f} cells** of the final map: no head learns them reliably "
                        "at this training budget; use a finer final map (one stride-2 stage fewer doubles an "
                        "object's size in cells).")
+            below = f"no head learns objects under about {small:.2f} cells reliably"
         else:  # avg's threshold lies below the sizes tried: nothing is known of smaller objects
             small = _upper(t["avg"])
             out.append(f"- **Objects under {t['avg']['edge']:.2f} cells** of the final map were not tried: the "
                        "study cannot say which head learns them.")
+            below = f"objects under {t['avg']['edge']:.2f} cells were not tried"
         out += [f"- **Objects of about {small:.2f} to {big:.2f} cells**: **avg**. Max and concat fail to train here "
                 f"in seeds where avg learns (share max - avg {effect(tr)}).",
                 f"- **Objects over {big:.2f} cells**: every head learns; then the map's size decides (next line)."]
+        line += [f"**avg** for objects of about {small:.2f} to {big:.2f} cells of the final map, where max and "
+                 f"concat fail to train", "every head learns larger ones", below]
     elif tr is not None and tr["outcome"] == "supported":
         out.append(f"- **Small objects**: **max**, which learns at smaller objects than avg ({effect(tr)}).")
+        line.append("**max** for small objects")
     else:
         out.append("- **By object size**: no difference in trainability resolved" + (f" ({effect(tr)})" if tr is
                                                                                        not None else "") + ".")
+        line.append("no head trains small objects better than another")
     maps = sorted(int(m) for m in dil["map"].unique()) if len(dil) else []
     if slope is not None and slope["outcome"] == "supported" and maps:
         out.append(f"- **By map size** (objects every head learns): max gains {effect(slope, 4)} per doubling of "
                    f"the map's side over avg: **max** on maps of {maps[-1]}x{maps[-1]} and larger.")
+        line.append(f"**max** for objects every head learns on maps of {maps[-1]}x{maps[-1]} and larger")
     elif slope is not None and slope["outcome"] == "contradicted":
         out.append(f"- **By map size**: avg gains on max as the map grows ({effect(slope, 4)} per doubling): "
                    "**avg**.")
+        line.append("**avg** as the map grows")
     else:
         det = slope["detectable"] if slope is not None else math.nan
         out.append("- **By map size** (objects every head learns): no growth of max - avg resolved "
                    + (f"({effect(slope, 4)} per doubling; this design sees ±{det:.4f} with 80% power)"
                       if det == det else "") + ": **concat**, fastai's default, loses nothing measured here.")
-    return out
+        line.append("**concat**, fastai's default, where the map's size resolved nothing")
+    return [f"{IN_A_LINE} " + "; ".join(line) + ".", "", *out]
 
 
 def rate_caveat(runs: pd.DataFrame) -> list[str]:

@@ -1,0 +1,68 @@
+"""The suite from Python and Jupyter: the pooling heads as fastai modules, a learner with the head of your choice,
+the head comparison on your own folder, and a committed study's runs with its verdicts.
+
+    from cnn_experiments.api import create_head
+    head = create_head(512, dls.c, pool="max")   # fastai's head, its global pooling swapped for max
+    learn = vision_learner(dls, resnet18, custom_head=head)
+
+    from cnn_experiments.api import head_learner
+    learn = head_learner(dls, pool="avg")        # EfficientNet-Lite0 with ImageNet weights (offline), frozen
+    learn.fine_tune(4)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+
+from .models import head as pool_head
+from .pooling import POOLS, global_pool, pool_mult
+
+__all__ = ["HEADS", "compare_heads", "create_head", "global_pool", "head_learner", "pool_head", "study_runs",
+           "verdicts"]
+
+HEADS = tuple(POOLS)  # the global pooling heads by name: avg, max, concat (fastai's), avgmax (timm's), gem, lse
+
+
+def create_head(nf: int, n_out: int, pool: str = "concat", **kwargs) -> nn.Sequential:
+    """fastai's `create_head(nf, n_out, **kwargs)` with the global pooling layer called `pool`; the rest (flatten,
+    batchnorm, dropout, linear, ReLU, batchnorm, dropout, linear) as fastai builds it. `nf`: the body's channels
+    (512 for resnet18/34, 1280 for EfficientNet-Lite0). "concat" gives fastai's own head."""
+    from fastai.vision.learner import create_head as fastai_create_head
+    head = fastai_create_head(nf, n_out, concat_pool=pool_mult(pool) == 2, **kwargs)
+    head[0] = global_pool(pool)
+    return head
+
+
+def head_learner(dls, pool: str = "concat", arch: str = "efficientnet_lite0", pretrained: bool = True,
+                 p: float = 0.25, **kwargs):
+    """A fastai Learner like `vision_learner(dls, arch)`, its head the suite's: global pooling `pool` -> flatten ->
+    dropout `p` -> linear, as the head comparison trains it. Frozen when `pretrained`: call `fine_tune`.
+    efficientnet_lite0's ImageNet weights come with the package (no network); resnet18/34's are downloaded."""
+    from .pretrained import learner
+    return learner(dls, arch, dls.c, pretrained=pretrained, p=p, pool=pool, **kwargs)
+
+
+def compare_heads(folder: Path | str, heads: tuple[str, ...] = ("avg", "max", "concat"), seeds: int = 5,
+                  size: int = 224, epochs: int = 4, arch: str = "efficientnet_lite0", aug: str = "fastbook",
+                  results: Path | str = "folder_results", jobs: int | None = None) -> Path:
+    """`cnn-exp run pooling --data FOLDER` from Python: every head at every seed on a folder of class sub-folders
+    (resuming), each head's model saved; returns the report's path (its first lines answer which head)."""
+    from .executors import default_jobs
+    from .folder_heads import run_heads
+    return run_heads(Path(folder), arch, tuple(heads), seeds, size, epochs, Path(results), "cpu",
+                     jobs or default_jobs("cpu"), aug)
+
+
+def study_runs(name: str = "pooling", profile: str | None = None, results: Path | str = "results") -> pd.DataFrame:
+    """A committed study's runs as its report reads them: each cell's seed once, with the study's own columns
+    (for pooling: arm, cells, map, learned). Trains nothing."""
+    from .study import load
+    return load(name, profile, Path(results)).labelled
+
+
+def verdicts(name: str = "pooling", profile: str | None = None, results: Path | str = "results") -> pd.DataFrame:
+    "A committed study's verdict table: each declared comparison, its estimate, interval, p and outcome."
+    from .study import load
+    return load(name, profile, Path(results)).table
