@@ -40,7 +40,7 @@ def write_index(results: Path) -> Path:
     path = results / "README.md"
     write_atomic(path, "\n".join(lines) + "\n")
     readme = results.parent / "README.md"
-    if readme.exists() and BLOCK[0] in readme.read_text():
+    if readme.exists() and (ANSWERS[0] in readme.read_text() or BLOCK[0] in readme.read_text()):
         update_readme(readme, results)
     return path
 
@@ -205,7 +205,8 @@ def answers(results: Path) -> list[str]:
 
 
 def update_readme(readme: Path, results: Path) -> None:
-    "Rewrite the README's blocks: the answers on its first screen; the headline, each verdict and the benchmarks."
+    """Rewrite the README's blocks (the answers on its first screen; a results block, where it has one: the headline
+    and each verdict) and the benchmarks' block in docs/benchmarks.md."""
     rel = results.name
     text = readme.read_text()
     if ANSWERS[0] in text:
@@ -224,11 +225,13 @@ def update_readme(readme: Path, results: Path) -> None:
         lines.append(f"| {number or '–'} | {says} | {verdicts_of(s)} | [{name}]({rel}/{name}/{s.name}), "
                      f"{s.stem.split('_', 1)[1]} |")
     lines.append(BLOCK[1])
+    if BLOCK[0] in text:
+        start, end = text.index(BLOCK[0]), text.index(BLOCK[1]) + len(BLOCK[1])
+        text = text[:start] + "\n".join(lines) + text[end:]
+    write_atomic(readme, text)
     benchmarks_doc = readme.parent / BENCHMARKS_DOC
     if benchmarks_doc.exists() and BLOCK[0] in benchmarks_doc.read_text():
         doc = benchmarks_doc.read_text()
         start, end = doc.index(BLOCK[0]), doc.index(BLOCK[1]) + len(BLOCK[1])
         write_atomic(benchmarks_doc, doc[:start] + "\n".join([BLOCK[0], *benchmark_lines(results, benchmarks_doc),
                                                               BLOCK[1]]) + doc[end:])
-    start, end = text.index(BLOCK[0]), text.index(BLOCK[1]) + len(BLOCK[1])
-    write_atomic(readme, text[:start] + "\n".join(lines) + text[end:])
