@@ -101,9 +101,9 @@ def false_alarm(committed: pd.DataFrame, comparisons, simulations: int = SIMULAT
 
 
 def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), name: str = "pooling",
-              profile: str = "quick", jobs: int | None = None) -> str:
+              profile: str = "quick", jobs: int | None = None, simulations: int = SIMULATIONS) -> str:
     """Run `name`'s `profile` from scratch into `into` (git-ignored) and judge it against the committed study: the
-    answer in a line, then where it ran and what the check's false-alarm rate is."""
+    answer in a line, then where it ran and what the check's false-alarm rate is (from `simulations` re-draws)."""
     from .machine import identity
     from .registry import get
     from .store import Store
@@ -124,11 +124,11 @@ def reproduce(results: Path = Path("results"), into: Path = Path(".reproduce"), 
     bits = (remade[common] - same[common]).abs().max() if len(common) else float("nan")
     machine = identity("cpu")
     features = machine["cpu_features"] or "no listed kernel features"
-    passes = 1 - false_alarm(committed.labelled, comparisons)
+    passes = 1 - false_alarm(committed.labelled, comparisons, simulations)
     return "\n".join([
         verdict.text(),
         f"the study took {clock(took)} of wall time on {machine['cpu']} ({features}; ATen "
         f"{machine['cpu_capability']}, oneDNN {machine['onednn']}); largest accuracy difference of the {len(common)} "
         f"runs remade: {bits:.3f}",
-        f"a faithful re-draw of the committed study passes this check {passes:.0%} of the time ({SIMULATIONS} "
+        f"a faithful re-draw of the committed study passes this check {passes:.0%} of the time ({simulations} "
         "simulated re-draws)"])

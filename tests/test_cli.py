@@ -51,7 +51,7 @@ def test_experiments_run_as_modules_with_the_same_one_line_errors():
 
 
 def test_list_names_every_experiment_and_its_claim(capsys):
-    from cnn_experiments.experiment import NAMES, get
+    from cnn_experiments.registry import NAMES, get
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out and get(name).claim[:30] in out for name in NAMES)
@@ -65,13 +65,17 @@ def test_a_report_needs_runs_except_edge_filters(tmp_path, capsys):
 
 
 def test_profiles_that_share_cells_share_their_runs(monkeypatch, tmp_path, capsys):
-    "mnist_scratch's quick and full profiles run the same cells, 2 and 5 seeds: full makes only the 3 more."
+    "mnist_scratch's quick and full profiles run the same cells, 2 and (here) 3 seeds: full makes only the 1 more."
+    from cnn_experiments.report import text_only
     from experiments import mnist_scratch as M
     monkeypatch.setattr(M, "BASE", M.BASE.replace(n_train=64))
-    assert cli.main(["run", "mnist_scratch", "--results", str(tmp_path), "--jobs", "1"]) == 0
-    capsys.readouterr()
-    assert cli.main(["run", "mnist_scratch", "--profile", "full", "--results", str(tmp_path), "--jobs", "1"]) == 0
-    assert "10 already in" in capsys.readouterr().out
+    monkeypatch.setitem(M.PROFILES, "full", {**M.PROFILES["full"], "seeds": 3})
+    with text_only():  # the summaries' text is what is read here
+        assert cli.main(["run", "mnist_scratch", "--results", str(tmp_path), "--jobs", "1"]) == 0
+        capsys.readouterr()
+        assert cli.main(["run", "mnist_scratch", "--profile", "full", "--results", str(tmp_path), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "15 runs in the grid, 10 already in" in out and ", 5 to run" in out  # the 3rd seed of each of the 5 cells
     full = (tmp_path / "mnist_scratch" / "summary_full.md").read_text()
     quick = (tmp_path / "mnist_scratch" / "summary_quick.md").read_text()
-    assert "seeds per cell: 5" in full and "seeds per cell: 2" in quick
+    assert "seeds per cell: 3" in full and "seeds per cell: 2" in quick

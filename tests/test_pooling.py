@@ -1,11 +1,14 @@
 """The pooling study: its arms, its declared comparisons, and a report that trains nothing."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from cnn_experiments import cli, stats, train
-from cnn_experiments.config import to_row
+from cnn_experiments import cli, probes, stats, train
+from cnn_experiments.config import POOLS, to_row
 from cnn_experiments.publish import verdicts_of
+from cnn_experiments.report import text_only
 from experiments import pooling as P
 
 
@@ -89,29 +92,35 @@ def test_only_the_drawn_runs_keep_their_weights():
     assert {c.obj_size for c in kept} == {P.one_cell("medium")} and not P.keep(kept[0].replace(seed=1), "medium")
 
 
-TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4,), maps=(8, 16), n_scenes=128, epochs=1, lrs=(1e-2,))
+# every arm, the claim's three heads: 18 runs of a fraction of a second
+TINY = dict(seeds=2, canvas=32, channels=(4, 8), sizes=(4,), maps=(8, 16), heads=("avg", "max", "concat"),
+            n_scenes=128, epochs=1, lrs=(1e-2,))
 
 
 def test_the_study_runs_end_to_end_and_its_report_trains_nothing(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(P.PROFILES, "quick", TINY)
+    # a body's head-only probes as a run records them (fitting them is test_train's): the arm's table is drawn
+    monkeypatch.setattr(probes, "head_only", lambda learn: {f"probe_{h}": 0.5 for h in POOLS})
     assert cli.main(["run", "pooling", "--results", str(tmp_path), "--jobs", "1"]) == 0
     out = tmp_path / "pooling"
     text = (out / "summary_quick.md").read_text()
     for part in ("command: `cnn-exp run pooling --profile quick`", "seeds per cell: 2",
                  "runs a minute of one process's training", "## Verdict", "| comparison | predicted | test |",
-                 "## Threshold arm", "## Dilution arm", "## Head-only arm",
+                 "## Threshold arm", "## Dilution arm", "## Head-only arm", "| body trained with ",
                  "## Why heads fail", "quick_cams.png", "distinct '3's", "indicative"):
         assert part in text, part
     assert (out / "quick_cams.png").stat().st_size > 0 and (out / "curves.csv").exists()
     monkeypatch.setattr(train, "fit", lambda *a: pytest.fail("a report trained a model"))
     capsys.readouterr()
-    assert cli.main(["report", "pooling", "--profile", "quick", "--results", str(tmp_path)]) == 0
+    with text_only():  # the text is compared; the figures are drawn above
+        assert cli.main(["report", "pooling", "--profile", "quick", "--results", str(tmp_path)]) == 0
     again = (out / "summary_quick.md").read_text()
     assert [ln for ln in again.splitlines() if not ln.startswith("- report:")] == \
            [ln for ln in text.splitlines() if not ln.startswith("- report:")]
     rows = (out / "runs.csv").read_text().splitlines()
     (out / "runs.csv").write_text("\n".join(r for r in rows if ",max," not in r) + "\n")  # max not run yet
-    assert cli.main(["report", "pooling", "--profile", "quick", "--results", str(tmp_path)]) == 0
+    with text_only():
+        assert cli.main(["report", "pooling", "--profile", "quick", "--results", str(tmp_path)]) == 0
     partial = (out / "summary_quick.md").read_text()
     assert "## Status: the grid is not complete" in partial and "not run yet" in partial
     assert "| max - avg, accuracy, object of one cell | > 0 | paired t | 0 seeds |" in partial
@@ -136,6 +145,15 @@ def pilot_world(cfg, keep=(), progress=None):
 
 def test_the_confirmatory_report_opens_with_its_answers_and_recommends_avg_where_max_fails(monkeypatch, tmp_path):
     monkeypatch.setattr(train, "result", pilot_world)
+    fitted, fit = {}, stats.threshold
+
+    def threshold(size, learned):  # the report and its figures ask for a head's threshold 16 times: fit each once
+        key = (tuple(np.asarray(size, float)), tuple(np.asarray(learned, bool)))
+        if key not in fitted:
+            fitted[key] = fit(size, learned)
+        return dict(fitted[key])
+    monkeypatch.setattr(stats, "threshold", threshold)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 420 runs appended: their durability is test_store's
     assert cli.main(["run", "pooling", "--profile", "confirm", "--results", str(tmp_path), "--jobs", "1"]) == 0
     text = (tmp_path / "pooling" / "summary_confirm.md").read_text()
     order = [text.index(h) for h in ("## What it found", "## Which head to use", "## Figures", "## Verdict",

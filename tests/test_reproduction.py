@@ -52,7 +52,7 @@ def test_a_faithful_redraw_passes_the_check_at_least_95_percent_of_the_time():
     committed = study({"avg": 10, "max": 1})
     assert R.false_alarm(committed, ONE_SIZE, simulations=300) <= 0.05
     close = study({"avg": 6, "max": 4})  # a study near its own noise: the check is not always passed
-    assert R.false_alarm(close, ONE_SIZE, simulations=100) > 0
+    assert R.false_alarm(close, ONE_SIZE, simulations=40) > 0  # about one re-draw in eight fails it
 
 
 def test_the_tolerance_is_the_binomial_spread_of_two_draws():
