@@ -1,63 +1,101 @@
 """A real sweep process killed mid-run, interrupted, and resumed: every run ends up in runs.csv exactly once; its
 worker processes end with it."""
+import multiprocessing
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
 import time
 
+import torch
+
+from cnn_experiments import study  # noqa: F401  (what `run` imports: torch, fastai; once, here, before forking)
 from cnn_experiments.cli import main
 from cnn_experiments.store import Store
 from experiments import mnist_scratch
 
-# the CLI's own path, on 256 digits so that each run takes a fraction of a second
-SCRIPT = ("import sys\nfrom experiments import mnist_scratch as M\nM.BASE = M.BASE.replace(n_train=256)\n"
-          "from cnn_experiments.cli import main\nsys.exit(main(['run', 'mnist_scratch', '--jobs', '1', "
-          "'--results', sys.argv[1]]))\n")
+N_TRAIN = 64  # digits per run: one batch an epoch
+RUN = ["run", "mnist_scratch", "--seeds", "1", "--jobs", "1"]  # the CLI's own path; its grid's 5 rows, one seed each
 
 
-def start(results):
-    # unbuffered: each progress line reaches the test the moment the sweep prints it; Ctrl-C as at a terminal,
-    # even where the test itself runs in the background (a shell's `&` starts its jobs with SIGINT ignored)
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(results)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def _cli_run(results, out_fd, err_path):
+    "The child: the CLI's own path, progress lines to the pipe, errors to a file, Ctrl-C as at a terminal."
+    torch.set_num_threads(1)  # a forked child must not wait on its parent's OpenMP threads
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where this test runs with SIGINT ignored
+    sys.stdout, sys.stderr = open(out_fd, "w", buffering=1), open(err_path, "w", buffering=1)
+    sys.exit(main([*RUN, "--results", str(results)]))
+
+
+def start(results, err):
+    """A sweep in a process of its own, forked from this one, which has torch, fastai and the digits loaded already (a
+    fresh interpreter takes seconds to import them). Returns the process, its progress lines' pipe, its stderr file."""
+    r, w = os.pipe()
+    proc = multiprocessing.get_context("fork").Process(target=_cli_run, args=(results, w, err))
+    proc.start()
+    os.close(w)  # the child holds the only writing end: the pipe ends when it does
+    return proc, r, err
 
 
 def rows(path):
     return len(Store(path).read().rows) if path.exists() else 0
 
 
+def read_until(proc, done, timeout=60):
+    "The child's output up to the first point where `done(output)`, or to its end; it is killed if it stalls."
+    child, out, err = proc
+    deadline, output = time.monotonic() + timeout, b""
+    while not done(output) and select.select([out], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        if not (chunk := os.read(out, 4096)):
+            return output
+        output += chunk
+    if not done(output):
+        child.kill()
+        raise AssertionError(f"the sweep stalled: {output.decode()}{err.read_text()}")
+    return output
+
+
 def wait_for_runs(proc, n):
     "Block until the sweep reports its n-th finished run (its progress table's line n): a point it reports itself."
-    for line in proc.stdout:
-        if (m := re.match(r"\s*(\d+)/\d+\s", line)) and int(m[1]) == n:
-            return
-    raise AssertionError(f"the sweep ended before its run {n}: {proc.communicate()}")
+    def reported(output):
+        return any((m := re.match(rb"\s*(\d+)/\d+\s", line)) and int(m[1]) == n for line in output.split(b"\n"))
+    if not reported(read_until(proc, reported)):
+        raise AssertionError(f"the sweep ended before its run {n}: {proc[2].read_text()}")
 
 
-def test_a_sweep_survives_sigkill_and_sigint_and_resumes_exactly_once(tmp_path, monkeypatch):
-    path = tmp_path / "mnist_scratch" / "runs.csv"
-    expected = {c.replace(n_train=256, seed=s).run_id for c in mnist_scratch.grid("quick") for s in range(2)}
+def finish(proc):
+    "The rest of the child's output, its stderr and its exit code, once it has ended."
+    child, out, err = proc
+    rest = read_until(proc, lambda output: False).decode()  # to the pipe's end: the child has exited
+    child.join(10)
+    os.close(out)
+    return rest, err.read_text(), child.exitcode
 
-    proc = start(tmp_path)
+
+def test_a_sweep_survives_sigkill_and_sigint_and_resumes_exactly_once(tmp_path, monkeypatch, digits):
+    # the digits are loaded (by the fixture) and the runs made small here, before the children are forked
+    monkeypatch.setattr(mnist_scratch, "BASE", mnist_scratch.BASE.replace(n_train=N_TRAIN))  # in the children too
+    results = tmp_path / "results"
+    path = results / "mnist_scratch" / "runs.csv"
+    expected = {c.replace(n_train=N_TRAIN, seed=0).run_id for c in mnist_scratch.grid("quick")}
+
+    proc = start(results, tmp_path / "killed.stderr")
     wait_for_runs(proc, 2)
-    proc.send_signal(signal.SIGKILL)  # no chance to clean up
-    proc.wait()
+    os.kill(proc[0].pid, signal.SIGKILL)  # no chance to clean up
+    assert finish(proc)[2] == -signal.SIGKILL
     assert 2 <= rows(path) <= 3  # the run after the second may have finished before the kill landed
 
-    proc = start(tmp_path)  # the dead process's lock is gone with it
-    wait_for_runs(proc, 1)  # its first run: at least 10 - 4 runs are still to go
-    proc.send_signal(signal.SIGINT)  # Ctrl-C: stops between rows and says what finished
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "runs finished and saved" in out and "run the same command again" in err
+    proc = start(results, tmp_path / "interrupted.stderr")  # the dead process's lock is gone with it
+    wait_for_runs(proc, 1)  # its first run: at least 5 - 4 runs are still to go
+    os.kill(proc[0].pid, signal.SIGINT)  # Ctrl-C: stops between rows and says what finished
+    out, err, code = finish(proc)
+    assert code == 130 and "runs finished and saved" in out and "run the same command again" in err
 
-    monkeypatch.setattr(mnist_scratch, "BASE", mnist_scratch.BASE.replace(n_train=256))
-    assert main(["run", "mnist_scratch", "--jobs", "1", "--results", str(tmp_path)]) == 0  # the rest, here
+    assert main([*RUN, "--results", str(results)]) == 0  # the rest, here
     runs = Store(path).read()
     assert set(runs.rows["run_id"]) == expected and runs.rows["run_id"].is_unique and not runs.bad
-    assert (tmp_path / "mnist_scratch" / "summary_quick.md").exists()
+    assert (results / "mnist_scratch" / "summary_quick.md").exists()
 
 
 # a sweep's pool whose workers print their pids and sleep; training stubbed out, as each process would take seconds

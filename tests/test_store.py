@@ -1,11 +1,13 @@
 """The results store: rows checked on read, bad rows set aside and redone, whole writes, one writer."""
 import errno
+import multiprocessing
 import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from cnn_experiments import store as S
 from cnn_experiments.files import write_atomic
@@ -237,15 +239,33 @@ def test_a_second_writer_stops_naming_the_first_writes_nothing_and_a_killed_one_
     assert len(run_sweep(GRID[:1], path, echo=lambda s: None)) == 1  # the kernel dropped the dead holder's lock
 
 
-def test_two_sweeps_started_together_write_each_run_once(tmp_path):
-    script = ("import sys; from cnn_experiments.sweep import run_sweep; from tests.conftest import TINY\n"
-              "from cnn_experiments.errors import UserError\n"
-              "try:\n run_sweep([TINY.replace(seed=s) for s in range(2)], sys.argv[1], echo=lambda s: None)\n"
-              "except UserError as e:\n print(e); sys.exit(2)\n")
-    path = tmp_path / "exp" / "runs.csv"
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    codes = sorted(p.wait(timeout=120) for p in procs)
+def sweep_of_two(path, go):
+    "A child: a sweep of two runs, started when `go` is set; exit 2 if refused because the other one writes."
+    torch.set_num_threads(1)  # a forked child must not wait on its parent's OpenMP threads
+    go.wait(60)
+    try:
+        run_sweep([TINY.replace(seed=s) for s in range(2)], path, echo=lambda s: None)
+    except StoreError as e:
+        print(e)
+        sys.exit(2 if "in use by pid" in str(e) else 3)
+
+
+def test_two_sweeps_started_together_write_each_run_once(tmp_path, digits):
+    # two processes forked from this one, which has torch, fastai and the digits loaded (a fresh interpreter takes
+    # seconds to import them), released at one moment
+    fork = multiprocessing.get_context("fork")
+    path, go = tmp_path / "exp" / "runs.csv", fork.Event()
+    procs = [fork.Process(target=sweep_of_two, args=(path, go)) for _ in range(2)]
+    try:
+        for p in procs:
+            p.start()
+        go.set()
+        for p in procs:
+            p.join(60)
+        codes = sorted(p.exitcode for p in procs)
+    finally:
+        for p in procs:
+            p.kill()
     assert codes in ([0, 0], [0, 2])  # the second either waited its turn and found all done, or was refused
     runs = Store(path).read()
     assert len(runs.rows) == 2 and runs.rows["run_id"].is_unique and not runs.bad
