@@ -38,6 +38,21 @@ def peak_inside(cams: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return (r >= top) & (r < top + size) & (c >= left) & (c < left + size)
 
 
+def peak_words(peaks: dict[str, float], chance: float) -> str:
+    "Which head's map points at the object most often, from each head's share of positive scenes peaking in its box."
+    if not peaks:
+        return "No maps"
+    best = max(peaks, key=peaks.get)
+    each = ", ".join(f"{h} {v:.3f}" for h, v in peaks.items())
+    if peaks[best] <= chance:
+        return f"No head's map peaks inside the object's box more often than chance ({each}; chance {chance:.3f})"
+    return (f"{best} pooling's map points at the object most often\n(the share of positive scenes whose map peaks "
+            f"inside its box: {each}; chance {chance:.3f})")
+
+
+BLOCKS = 4  # a final map of this many cells a side or fewer is drawn as blocks, not upsampled smoothly
+
+
 def cam_figure(models: dict[str, torch.nn.Module], x: torch.Tensor, x_raw: torch.Tensor, y: torch.Tensor,
                boxes: torch.Tensor, canvas: int, n_show: int = 4):
     """A figure of each model's maps on the same held-out positive scenes, on one colour scale with its bar, and a
@@ -49,9 +64,15 @@ def cam_figure(models: dict[str, torch.nn.Module], x: torch.Tensor, x_raw: torch
                             squeeze=False)
     rows, pos = [], y == 1
     maps = {head: class_activation_maps(model, x).cpu().float() for head, model in models.items()}
+    # a map of few cells is drawn as its cells, not smoothed: the reader sees which cell lights up
+    cells = {head: feature_maps(model, x[show], torch.full((len(show),), 1)).cpu().float()
+             for head, model in models.items()}
+    side = next(iter(cells.values())).shape[-1] if cells else 0
+    blocks = side <= BLOCKS
     # one scale for every panel, symmetric about 0: the heads' evidence compared in the same units
     scale = float(torch.cat([m[show].flatten() for m in maps.values()]).abs().quantile(0.99)) or 1.0
     shown = None
+    h, w = x_raw.shape[-2:]
 
     def draw(ax, k, cam=None):
         ax.imshow(x_raw[k, 0].numpy(), cmap="gray")
@@ -59,19 +80,23 @@ def cam_figure(models: dict[str, torch.nn.Module], x: torch.Tensor, x_raw: torch
         ax.add_patch(patches.Rectangle((left - 0.5, top - 0.5), size, size, fill=False, ec="lime", lw=1.2))
         ax.set_xticks([]), ax.set_yticks([])
         if cam is not None:
-            return ax.imshow(cam.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.6)
+            return ax.imshow(cam.numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale, alpha=0.6, interpolation="nearest",
+                             extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    peaks, chance = {}, float((boxes[pos, 2].float() ** 2 / canvas**2).mean())
     for j, (head, cams) in enumerate(maps.items()):
-        inside = peak_inside(cams, boxes)
-        chance = (boxes[pos, 2].float() ** 2 / canvas**2).mean()
-        rows.append({"head": head, "positive scenes whose map peaks inside the bear's box":
-                     f"{inside[pos].float().mean():.3f}", "the box's share of the scene (chance)": f"{chance:.3f}"})
+        inside = float(peak_inside(cams, boxes)[pos].float().mean())
+        peaks[head] = inside
+        rows.append({"head": head, "positive scenes whose map peaks inside the bear's box": f"{inside:.3f}",
+                     "the box's share of the scene (chance)": f"{chance:.3f}"})
         for i, k in enumerate(show):
-            shown = draw(axs[i, j + 1], k, cams[k])
+            shown = draw(axs[i, j + 1], k, cells[head][i] if blocks else cams[k])
         axs[0, j + 1].set_title(f"{head} pooling CAM")
     for i, k in enumerate(show):
         draw(axs[i, 0], k)
     axs[0, 0].set_title("held-out scene")
     if shown is not None:
         fig.colorbar(shown, ax=axs, shrink=0.6, label="evidence for the bear, per position (red: for, blue: against)")
-    fig.suptitle(f"Class activation maps, objects of {int(boxes[0, 2])} px (green box), one colour scale")
+    fig.suptitle(peak_words(peaks, chance) + "\n"
+                 + f"Objects of {int(boxes[0, 2])} px (green box); the {side}x{side} final map "
+                 + ("drawn as its cells" if blocks else "upsampled smoothly") + "; one colour scale for every head")
     return fig, pd.DataFrame(rows)

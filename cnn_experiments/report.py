@@ -232,6 +232,31 @@ def save_fig(fig, path: Path) -> str:
     return f"![{path.stem}]({path.name})"
 
 
+def zoomed_errorbar(ax, x, mean, lo, hi, on_scale, colour, keep=(0.0,), digits: int = 2, **style) -> None:
+    """Points with their 95% intervals on an axis zoomed to the points `on_scale` (and the values in `keep`); each
+    point off the scale is drawn as censored: an open triangle at the axis's edge, pointing to where it lies, with
+    its value beside it. `style` goes to the on-scale points' errorbar (a label among it)."""
+    x, mean, lo, hi = (np.asarray(v, float) for v in (x, mean, lo, hi))
+    on = np.asarray(on_scale, bool) & np.isfinite(mean)
+    lo, hi = np.where(np.isfinite(lo), lo, mean), np.where(np.isfinite(hi), hi, mean)
+    ax.errorbar(x[on], mean[on], yerr=[mean[on] - lo[on], hi[on] - mean[on]], color=colour, marker="o", capsize=3,
+                **style)
+    span = np.concatenate([lo[on], hi[on], np.asarray(keep, float)])
+    bottom, top = (float(span.min()), float(span.max())) if len(span) else (-1.0, 1.0)
+    pad = 0.08 * ((top - bottom) or 1.0)
+    bottom, top = bottom - pad, top + pad
+    off = ~on & np.isfinite(mean)
+    if off.any():  # room at both edges for the censored markers
+        bottom, top = bottom - pad, top + pad
+    ax.set_ylim(bottom, top)
+    for xi, m in zip(x[off], mean[off]):
+        up = m > top
+        y = m if bottom <= m <= top else top - 0.6 * pad if up else bottom + 0.6 * pad
+        ax.plot([xi], [y], marker="o" if y == m else "^" if up else "v", ms=8, mfc="none", mec=colour, ls="none")
+        ax.annotate(f"{m:+.{digits}f}", (xi, y), xytext=(-4, 0), textcoords="offset points", ha="right",
+                    va="center", fontsize=7, color=colour)
+
+
 def verdict_section(table: pd.DataFrame | None, claim: str) -> tuple[str, list[str]]:
     "The claim's verdict (stats.verdict) and the markdown of its declared comparisons."
     if table is None:

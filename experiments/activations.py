@@ -68,25 +68,48 @@ def comparisons(profile: str) -> list[Comparison]:
     return out
 
 
-def report(ctx) -> tuple[str, str]:
+FAR = 5  # a difference from ReLU beyond this many margins is drawn off the scale, its value beside it
+
+
+def figure(table: pd.DataFrame, word: str):
+    """Per series, each non-linearity minus ReLU in held-out accuracy with the verdict table's 95% interval, the
+    margin as a band and a zero line, each point's outcome under its name; a difference far beyond the margin is
+    drawn off the scale (censored), its value beside it. The title says what each series found."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    fig, axs = plt.subplots(1, len(SERIES), figsize=(12, 4.4))
+    said, far = [], False
+    for ax, series in zip(axs, SERIES):
+        rows = table[table["comparison"].str.endswith(f", {series}")]
+        acts = [r.split(" - ")[0] for r in rows["comparison"]]
+        x = range(len(rows))
+        far |= bool((rows["effect"].abs() > FAR * MARGIN).any())
+        ax.axhspan(-MARGIN, MARGIN, color="grey", alpha=0.25)
+        ax.axhline(0, color="black", lw=1)
+        R.zoomed_errorbar(ax, x, rows["effect"], rows["ci_lo"], rows["ci_hi"], rows["effect"].abs() <= FAR * MARGIN,
+                          "C0", keep=(-MARGIN, MARGIN), digits=3, ls="none")
+        ax.set_xticks(list(x), [f"{a}\n{o}" for a, o in zip(acts, rows["outcome"])], fontsize=8)
+        ax.set_title(series)
+        ax.set_ylabel("held-out accuracy, minus ReLU\n(fraction of 1,000 digits; 95% CI)")
+        eq = rows[(rows["expect"] == "equivalent") & (rows["outcome"] == "equivalent")]
+        ident = rows[rows["expect"] == "less"]
+        said.append(f"{series}: {len(eq)} of {int((rows['expect'] == 'equivalent').sum())} equivalent"
+                    + "".join(f"; identity below ReLU: {r.outcome}" for r in ident.itertuples()))
+    handles = [Line2D([], [], color="grey", alpha=0.5, lw=8, label=f"ReLU ± {MARGIN:g} (the margin)")] + (
+        [Line2D([], [], color="C0", marker="v", mfc="none", ls="none",
+                label=f"off the scale: beyond ±{FAR * MARGIN:g} (its value beside it)")] if far else [])
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.06))
+    fig.suptitle(f"Which non-linearities match ReLU within ±{MARGIN:g}? " + "\n".join(said) + f"\n(simple_cnn, each "
+                 f"activation at its searched rate: C8 {word})", y=1.04)
+    fig.tight_layout()
+    return fig
+
+
+def report(ctx) -> tuple[str, str]:
     runs = ctx.runs[ctx.runs["arm"] == "main"]
     s = R.summarize(runs, ["series", "act"])
     word, verdict = R.verdict_section(ctx.table, "C8")
-    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8), sharey=False)
-    for ax, (series, g) in zip(axs, s.groupby("series", sort=False)):
-        g = g.sort_values("mean", ascending=False)
-        err = [(g["mean"] - g["lo"]).fillna(0), (g["hi"] - g["mean"]).fillna(0)]
-        ax.errorbar(g["act"], g["mean"], yerr=err, fmt="o", capsize=4)
-        relu = float(g.loc[g["act"] == "relu", "mean"].iloc[0]) if (g["act"] == "relu").any() else None
-        if relu is not None:
-            ax.axhspan(relu - MARGIN, relu + MARGIN, color="grey", alpha=0.25, label=f"relu ± {MARGIN:g} (the margin)")
-            ax.legend(fontsize=8, loc="lower left")
-        low = max(0.0, float(g["lo"].min()) - 0.02)
-        ax.set_ylim(low, 1.0)
-        ax.set_title(series), ax.tick_params(axis="x", rotation=30)
-        ax.set_ylabel(f"held-out accuracy (mean, 95% CI)\naxis from {low:.2f}")
-    fig.suptitle(f"simple_cnn, each activation at its searched rate, against relu's margin: C8 {word}", y=1.03)
+    fig = figure(ctx.table, word)
     t = s.assign(cell=R.cells(s, 4)).pivot(
         index="act", columns="series", values="cell").reindex(list(ACTIVATIONS))[list(SERIES)]
     body = "\n".join([

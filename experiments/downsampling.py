@@ -26,7 +26,7 @@ from cnn_experiments import report as R
 from cnn_experiments import search as S
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
-from cnn_experiments.stats import Comparison
+from cnn_experiments.stats import BELOW, Comparison
 
 TITLE = "downsampling: does the way down (stride-2 conv, max pool or avg pool) change accuracy, at equal cost?"
 CLAIM = ("C5: a stride-2 convolution, a stride-1 convolution + 2x2 max pool and a stride-1 convolution + 2x2 "
@@ -137,20 +137,39 @@ def pilot() -> list[Comparison]:
     return out
 
 
-def frontier(s: pd.DataFrame, costs: dict):
+def verb(r) -> str:
+    "A declared row (a way down minus the widened stride-2 body) in words: beats, trails, matches, or not resolved."
+    way, o, up = r["comparison"].split(": ")[1].split(" - ")[0], r["outcome"], r["effect"] > 0
+    if o in ("indicative", "inconclusive"):
+        return f"{way} against stride at matched cost: " + ("too few seeds to say" if o == "indicative" else
+                                                            "not resolved")
+    if o == "equivalent" or (o == "supported" and r["expect"] == "equivalent"):
+        return f"{way} matches stride at matched cost (within the margin)"
+    if o == BELOW:
+        return f"{way} {'beats' if up else 'trails'} stride at matched cost, by less than the margin"
+    return f"{way} {'beats' if up else 'trails'} stride at matched cost"
+
+
+def frontier(s: pd.DataFrame, costs: dict, table: pd.DataFrame | None = None, word: str = ""):
+    """Held-out accuracy against cost per task, each way down; a panel's title says what its declared rows found
+    (`table`), the figure's the verdict (`word`)."""
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, len(TASKS), figsize=(11, 3.8))
+    fig, axs = plt.subplots(1, len(TASKS), figsize=(12, 4.4))
     for ax, (task, g) in zip(axs, s.groupby("task", sort=False)):
         for i, r in enumerate(g.itertuples()):
             macs = costs[(task, r.arm)][1] * (1 + 0.06 * (i - (len(g) - 1) / 2))  # side by side where costs tie
             err = [[r.mean - r.lo], [r.hi - r.mean]] if r.n > 1 else None  # the interval within [0, 1]
-            ax.errorbar(macs, r.mean, yerr=err, marker="o", capsize=3, label=r.arm)
-        ax.set_xscale("log"), ax.set_xlabel("multiply-accumulates per image (log)")
-        ax.set_ylabel("held-out accuracy (mean, 95% CI)"), ax.set_title(task)
-    for ax in axs:
-        ax.legend(fontsize=8)
-    fig.suptitle("Accuracy against cost: each way down, and stride-2 widened to the pooled ways' cost "
-                 "(points at one cost set side by side)", y=1.03)
+            ax.errorbar(macs, r.mean, yerr=err, marker="o", capsize=3, label=r.arm, color=f"C{list(ARMS).index(r.arm)}")
+        ax.set_xscale("log"), ax.set_xlabel("multiply-accumulates per image (log scale)")
+        ax.set_ylabel("held-out accuracy (fraction;\nmean over seeds, 95% t-interval)")
+        rows = table[table["comparison"].str.startswith(f"{task}: ") & table["comparison"].str.endswith(
+            "stride at matched cost")] if table is not None else []
+        said = "\n".join(verb(r) for _, r in rows.iterrows()) if len(rows) else ""
+        ax.set_title(f"{task}\n{said}" if said else task, fontsize=9)
+    axs[0].legend(fontsize=8, title="way down", title_fontsize=8)
+    fig.suptitle("Accuracy against cost, each way down and stride-2 widened to the pooled ways' cost"
+                 + (f": C5 {word}" if word else "") + "\n(points at one cost set side by side)", fontsize=11)
+    fig.tight_layout()
     return fig
 
 
@@ -179,7 +198,8 @@ def report(ctx) -> tuple[str, str]:
         "body until its multiply-accumulates come closest to the max-pool body's. Scenes: the pooling study's "
         "quick geometry, avg head. Tested: at matched cost, does the way down change held-out accuracy by more "
         f"than {MARGIN}? The lesson claims only that all three shrink the map, which they do by construction.", "",
-        table.to_markdown(index=False), "", ctx.figure(frontier(s, costs), f"{ctx.profile}_frontier.png"), "",
+        table.to_markdown(index=False), "",
+        ctx.figure(frontier(s, costs, ctx.table, word), f"{ctx.profile}_frontier.png"), "",
         *verdict, "", "## Learning rate, searched per arm", "",
         "\n\n".join(t.to_markdown(index=False) for t in lr_tables) if PROFILES[ctx.profile]["lrs"] else
         "One declared rate per task (the middle of its search grid): " + ", ".join(

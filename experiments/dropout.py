@@ -32,6 +32,7 @@ from scipy.stats import spearmanr
 
 from cnn_experiments import report as R
 from cnn_experiments import search as S
+from cnn_experiments import stats
 from cnn_experiments.config import Config
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.stats import Comparison
@@ -155,20 +156,91 @@ def described(by: dict, runs: pd.DataFrame) -> list[str]:
     return out
 
 
-def figure(by: dict, word: str):
+METRICS = {"train_loss": ("train loss (eval mode)", "nats"), "valid_loss": ("held-out loss", "nats"),
+           "accuracy": ("held-out accuracy", "fraction of held-out digits")}
+COLOURS = dict(zip(SERIES, ("C0", "C1")))  # one colour per series, in every figure of the study
+
+
+def differences(runs: pd.DataFrame, series: str, metric: str) -> pd.DataFrame:
+    """Per p > 0 of a series: `metric` at p minus without dropout, paired by seed (mean, 95% t-interval), and
+    whether any of its runs learns."""
+    g = runs[runs["series"] == series]
+    wide = g.pivot_table(index="seed", columns="dropout", values=metric)
+    learns = g.groupby("dropout")["learned"].any()
+    rows = []
+    for p in [p for p in wide.columns if p != 0.0 and 0.0 in wide.columns]:
+        mean, lo, hi, n, _ = stats.interval((wide[p] - wide[0.0]).dropna())
+        rows.append(dict(dropout=p, mean=mean, lo=lo, hi=hi, n=n, learns=bool(learns.get(p, False))))
+    return pd.DataFrame(rows)
+
+
+def moved(name: str, r) -> str:
+    "A declared row's measure and direction in words (higher or lower where resolved), its outcome beside it."
+    if r["outcome"] in ("supported", "contradicted"):
+        return f"{name} {'higher' if r['effect'] > 0 else 'lower'} ({r['outcome']})"
+    if r["outcome"] in ("equivalent", stats.BELOW):
+        return f"{name} the same within the margin ({r['outcome']})"
+    return f"{name}: {'not resolved' if r['outcome'] == 'inconclusive' else 'too few seeds to say'}"
+
+
+def messages(table: pd.DataFrame, confirm: bool) -> tuple[dict, dict]:
+    """Per series, what its declared rows found, in words; and the points they test ((metric, p) -> row)."""
+    rows = table.set_index("comparison")
+    said, marked = {}, {}
+    for s, p, top in zip(SERIES, (HEAD_P, BODY_P), (HEAD_TOP, BODY_TOP)):
+        if confirm:
+            loss, acc, fit = (rows.loc[f"{s}: {k}"] for k in (f"generalisation, p={p:g} - none, held-out loss",
+                                                                f"generalisation, p={p:g} - none, held-out accuracy",
+                                                                f"fit, p={top:g} - none, train loss (eval mode)"))
+            said[s] = (f"{s}: at p={p:g}, {moved('held-out loss', loss)} and {moved('held-out accuracy', acc)}; "
+                       f"at p={top:g}, {moved('train loss', fit)}")
+            marked[s] = {("valid_loss", p): loss, ("accuracy", p): acc, ("train_loss", top): fit}
+        else:
+            words = {"supported": "yes", "contradicted": "the opposite", "equivalent": "no (within the margin)",
+                     "inconclusive": "not resolved", "indicative": "too few seeds to say"}
+            gen, fit, mod = (rows.loc[f"{s}: {k}"] for k in ("held-out loss trend over p (Spearman rho)",
+                                                               "train loss trend over p (Spearman rho)",
+                                                               f"held-out loss, p={MODERATE:g} - no dropout"))
+            said[s] = (f"{s}: held-out loss falls as p grows: {words.get(gen['outcome'], gen['outcome'])}; train "
+                       f"loss rises as p grows: {words.get(fit['outcome'], fit['outcome'])}; at p={MODERATE:g}, "
+                       f"{moved('held-out loss', mod)}")
+            marked[s] = {("valid_loss", MODERATE): mod}
+    return said, marked
+
+
+def figure(runs: pd.DataFrame, table: pd.DataFrame, word: str, confirm: bool):
+    """Per series (a row) and measure (a column): each p minus no dropout, paired by seed, with its 95% interval and
+    a zero line, each panel zoomed to the p at which runs learn (the others drawn as censored, their value
+    beside them); the declared comparisons' points ringed. A row's title says what its declared rows found."""
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 4, figsize=(16, 3.6))
-    for series, s in by.items():
-        for ax, metric, lab in zip(axs, ("train_loss", "valid_loss", "gap", "accuracy"),
-                                   ("train loss (eval mode)", "held-out loss", "held-out - train loss",
-                                    "held-out accuracy")):
-            d = s[metric].sort_values("dropout")
-            ax.errorbar(d["dropout"], d["mean"], yerr=(d["hi"] - d["lo"]).fillna(0) / 2, marker="o", capsize=3,
-                        label=series)
-            ax.set_xlabel("dropout probability p"), ax.set_ylabel(lab)
-    for ax in axs:
-        ax.legend(title="dropout on", fontsize=8)
-    fig.suptitle(f"Dropout on 500 training digits, 30 epochs (mean, 95% CI): C7 {word}")
+    from matplotlib.lines import Line2D
+    said, marked = messages(table, confirm)
+    fig = plt.figure(figsize=(14, 7.6), layout="constrained")
+    rows = fig.subfigures(len(SERIES), 1, hspace=0.04)
+    for sub, series in zip(rows, SERIES):
+        axs = sub.subplots(1, len(METRICS))
+        for ax, (metric, (name, unit)) in zip(axs, METRICS.items()):
+            d = differences(runs, series, metric)
+            ax.axhline(0, color="black", lw=1)
+            if len(d):
+                R.zoomed_errorbar(ax, d["dropout"], d["mean"], d["lo"], d["hi"], d["learns"], COLOURS[series],
+                                  digits=2 if metric != "accuracy" else 3, lw=1.5)
+            for m, p in marked.get(series, {}):
+                hit = d[d["dropout"] == p] if len(d) and m == metric else d.iloc[:0]
+                if len(hit) and hit["learns"].iloc[0]:
+                    ax.plot(hit["dropout"], hit["mean"], marker="o", ms=13, mfc="none", mec="black", ls="none")
+            ax.set_xlim(-0.02, max(PS) + 0.04)
+            ax.set_xlabel("dropout probability p")
+            ax.set_ylabel(f"{name}, p minus none\n({unit})")
+        sub.suptitle(said.get(series, series), fontsize=10)
+    handles = [Line2D([], [], color="grey", marker="o", label="p minus no dropout: mean over seeds, paired, "
+                      "95% t-interval"),
+               Line2D([], [], color="black", marker="o", ms=11, mfc="none", ls="none", label="a declared comparison"),
+               Line2D([], [], color="grey", marker="v", mfc="none", ls="none",
+                      label="off the scale: no run learns at that p (its value beside it)"),
+               Line2D([], [], color="black", lw=1, label="zero: no difference from no dropout")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Dropout on 500 training digits, 30 epochs, against none: C7 {word}", fontsize=12)
     return fig
 
 
@@ -237,7 +309,7 @@ def report_confirm(ctx) -> tuple[str, str]:
         "Why head dropout can raise held-out loss while it raises accuracy (a reading, not a test): held-out loss "
         "is the mean of -log p(true class), so a few confident mistakes weigh more than many images moved from "
         "wrong to right; a network fitted to zero train loss is confident wherever it is wrong.", "",
-        ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
+        ctx.figure(figure(runs, table, word, True), f"{ctx.profile}_dropout.png"), "", *verdict, "",
         "## Power", "", ctx.power_section(table, "full", confirmed(), PROFILES["confirm"]["seeds"]), "",
         "## Details", "",
         f"Data: each seed draws its own 500 of the embedded MNIST training digits (every class equally), 1,000 "
@@ -282,7 +354,7 @@ def report(ctx) -> tuple[str, str]:
         "Data: 500 of the embedded MNIST training digits (a fixed subset), 1,000 held-out. Model: 4 stride-2 "
         "Conv-BN-ReLU stages (8, 16, 32, 64) + fastai's create_head; fit_one_cycle(30), bs 64. A run learns when "
         f"its held-out accuracy is above {LEARNED} (declared; chance is 0.1): the trends are over those runs.", "",
-        *tables, ctx.figure(figure(by, word), f"{ctx.profile}_dropout.png"), "", *verdict, "",
+        *tables, ctx.figure(figure(runs, table, word, False), f"{ctx.profile}_dropout.png"), "", *verdict, "",
         "In words:", "", *[f"- {x}" for x in plainly(table)], "",
         "Described, not tested (the p read off after looking at the table):", "",
         *[f"- {x}" for x in described(by, runs)], "",

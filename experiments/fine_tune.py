@@ -155,16 +155,39 @@ def diagnostics(profile: str) -> list[Comparison]:
                        {"method": FT, "per_class": k}, margin=0.01) for k in PROFILES[profile]["per_class"]]
 
 
-def figure(s: pd.DataFrame, word: str, px: int):
+COLOURS = dict(zip(METHODS, ("C0", "C1", "C2", "C3", "C4")))  # one colour per method, in every figure of the study
+
+
+def message(table: pd.DataFrame | None) -> str:
+    "What the declared rows say of the tested method against both scratch baselines, per label count, in words."
+    rows = table[~table["comparison"].str.contains("minus")] if table is not None else None
+    if rows is None or rows.empty:
+        return "No declared comparisons yet"
+    method = rows["comparison"].iloc[0].split(" - ")[0]
+    if (rows["outcome"] == "indicative").all():
+        return f"{method} against the scratch baselines: too few seeds to say (numbers only)"
+    k = rows["comparison"].str.extract(r", (\d+) per class$")[0].astype(int)
+    by = rows.assign(k=k.values).groupby("k", sort=True)["outcome"]
+    wins = [str(x) for x, o in by if (o == "supported").all()]
+    losses = [str(x) for x, o in by if (o == "contradicted").any()]
+    said = ([f"beats both scratch baselines at {', '.join(wins)} labels per class"] if wins else []) + (
+        [f"loses to a scratch baseline at {', '.join(losses)} labels per class"] if losses else [])
+    return f"{method} " + ("; ".join(said) if said else "differs from no scratch baseline resolvably")
+
+
+def figure(s: pd.DataFrame, word: str, px: int, table: pd.DataFrame | None = None):
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for method, g in s.groupby("method", sort=False):
-        ax.errorbar(g["per_class"], g["mean"], yerr=(g["hi"] - g["lo"]).fillna(0) / 2, marker="o", capsize=3,
-                    label=method, lw=2 if method in (FT, KEPT) else 1)
+        err = [(g["mean"] - g["lo"]).fillna(0), (g["hi"] - g["mean"]).fillna(0)]
+        ax.errorbar(g["per_class"], g["mean"], yerr=err, marker="o", capsize=3, label=method, color=COLOURS[method],
+                    lw=2 if method in (FT, KEPT) else 1)
     ks = sorted(s["per_class"].unique())
     ax.set_xscale("log"), ax.set_xticks(ks, [str(k) for k in ks]), ax.minorticks_off()
-    ax.set_xlabel("labelled training digits per class (log)"), ax.set_ylabel("held-out accuracy (1,000 digits)")
-    ax.set_title(f"EfficientNet-Lite0 at {px} px from ImageNet vs from scratch: C4 {word}", fontsize=9)
+    ax.set_xlabel("labelled training digits per class (log scale)")
+    ax.set_ylabel("held-out accuracy (fraction of 1,000 digits;\nmean over seeds, 95% t-interval)")
+    ax.set_title(f"{message(table)}\n(EfficientNet-Lite0 at {px} px, ImageNet weights vs from scratch: C4 {word})",
+                 fontsize=9)
     ax.legend(fontsize=8)
     return fig
 
@@ -215,7 +238,7 @@ def report(ctx) -> tuple[str, str]:
         "(`freeze()`, ImageNet statistics kept), `fit_one_cycle`; the same architecture from random init and "
         f"simple_cnn, `fit_one_cycle`. Schedule: {sched}.", "",
         "## Held-out accuracy (mean ± 95% CI)", "", t.to_markdown(), "",
-        ctx.figure(figure(s, word, p["px"]), f"{ctx.profile}_accuracy_vs_labels.png"), "", *verdict, "",
+        ctx.figure(figure(s, word, p["px"], ctx.table), f"{ctx.profile}_accuracy_vs_labels.png"), "", *verdict, "",
         *(["## The batchnorm fix: BN statistics kept against fastai's default", "", stats.markdown(diag), "",
            f"Recommended from these numbers: {advice}.", ""] if diag is not None else []),
         "## Learning rate per method and size", "",

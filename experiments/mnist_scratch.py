@@ -29,7 +29,7 @@ from cnn_experiments.config import Config
 from cnn_experiments.data import HELD_OUT_PER_CLASS
 from cnn_experiments.experiment import Experiment
 from cnn_experiments.kernels import edge_match
-from cnn_experiments.stats import Comparison
+from cnn_experiments.stats import BELOW, Comparison
 
 TITLE = "mnist_scratch: does fastbook chapter 13's CNN learn MNIST from scratch, helped by batchnorm and 1cycle?"
 CLAIM = ("C2, C3: a CNN of stride-2 convolutions classifies MNIST well; batchnorm and the 1cycle schedule "
@@ -133,7 +133,16 @@ def pilot() -> list[Comparison]:
     ]
 
 
-def kernels_figure(ctx, runs: pd.DataFrame) -> str:
+KERNELS = "Trained first-layer kernels match the lesson's edge detectors"
+MATCHED = {"supported": f"{KERNELS} better than at initialisation",
+           "contradicted": f"{KERNELS} worse than at initialisation",
+           "equivalent": f"{KERNELS} no better than at initialisation (within the margin)",
+           BELOW: f"{KERNELS} better than at initialisation, by less than the margin",
+           "inconclusive": f"{KERNELS} and at initialisation: no difference resolved",
+           "indicative": f"{KERNELS} or not: too few seeds to say"}
+
+
+def kernels_figure(ctx, runs: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
     import matplotlib.pyplot as plt
     r = runs[runs["setting"] == BEST].sort_values("seed").iloc[0]
     from cnn_experiments.config import from_row
@@ -148,8 +157,12 @@ def kernels_figure(ctx, runs: pd.DataFrame) -> str:
             ax.set_title(f"{match[j]:.2f}", fontsize=8)
         axs[i, 0].set_ylabel(name)
         fig.colorbar(shown, ax=list(axs[i]), shrink=0.9, label="weight")
-    fig.suptitle(f"First-layer 5x5 kernels of BN + fit_one_cycle(5, 0.1), seed {int(r['seed'])} (red +, blue -); "
-                 "title: best |cosine| with the lesson's edge detector")
+    c3 = table[table["comparison"].str.endswith("trained - at initialisation (C3)")] if table is not None else []
+    said = (f"{MATCHED.get(c3['outcome'].iloc[0], KERNELS)} (C3, trained minus at initialisation over seeds: "
+            f"{c3['effect'].iloc[0]:+.3f} in best |cosine|)\n" if len(c3) else "")
+    fig.suptitle(f"{said}BN + fit_one_cycle(5, 0.1), seed {int(r['seed'])}: its 5x5 kernels (red +, blue -); the "
+                 "number over each: its best |cosine| with the lesson's edge detectors (1: an edge detector)",
+                 fontsize=10)
     return ctx.figure(fig, f"{ctx.profile}_kernels.png")
 
 
@@ -176,7 +189,7 @@ def report(ctx) -> tuple[str, str]:
         f"Edge match: a kernel's largest |cosine| with the lesson's 3x3 top-edge detector, placed anywhere in the "
         f"5x5 kernel and turned to any of four orientations (both centred); the table's column is the mean over "
         f"the 8 kernels. At initialisation the best setting's kernels match {edge[INIT]:.3f} on average.", "",
-        kernels_figure(ctx, runs)])
+        kernels_figure(ctx, runs, table)])
     best = s.set_index("setting").loc[BEST]
     if ctx.profile == "confirm" and not ctx.partial:
         answers = found(table, edge)

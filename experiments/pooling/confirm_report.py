@@ -29,27 +29,61 @@ def report(ctx: R.Context) -> tuple[str, str]:
     c6 = ctx.table
     word = stats.verdict(c6) if c6 is not None else "not tested yet"
     thresholds = {h: stats.threshold(g["cells"], g["learned"]) for h, g in thr.groupby("pool", sort=False)}
+    per = figures.early_spread(pilot.why_curves(ctx, thr)[1])[0] if len(thr) else pd.Series(dtype=float)
     body = ["This is the confirmatory study of the [medium pilot](summary_medium.md): its questions, tests, seeds "
             "and predictions were committed before its runs, on fresh seeds that each draw their own scenes.", "",
-            "## What it found", "", *[f"- {x}" for x in found(c6, why_table, thresholds, runs)], "",
+            "## What it found", "", *[f"- {x}" for x in found(c6, why_table, thresholds, runs, per)], "",
             "## Which head to use", "", *recommend(c6, thresholds, dil), *rate_caveat(runs), "",
             "## Figures", "", *show(ctx, thr, dil), "",
             "## Verdict", "", f"**C6 is {word}.**", "", "Each row tests the lesson's prediction, two-sided.", "",
             stats.markdown(c6) if c6 is not None else "No runs yet.", "",
-            f"**Why max fails to train: the mechanism's predictions are {stats.verdict(why_table)}.**", "",
-            mechanism_text(), "", stats.markdown(why_table), "",
+            f"**Why max fails to train, a proposed mechanism: its declared predictions are "
+            f"{stats.verdict(why_table)}.**", "",
+            mechanism_text(why_table, per), "", stats.markdown(why_table), "",
             *pilot.design(PROFILE), "", *threshold_detail(ctx, thr), "", *dilution_detail(dil), "",
             *pilot.head_only(thr, PROFILE), "", *readout_detail(runs), "",
             "## Appendix: learning rates (a nuisance parameter)", "", *appendix(runs)]
     return "\n".join(body), finding(c6, thresholds, word)
 
 
-def mechanism_text() -> str:
-    return ("Max sends the loss's gradient to one cell per channel, at the start nearly always a fragment of "
-            "clutter, so the body is never pushed to make the object's cells stand out; avg spreads the gradient "
-            "over every cell, the object's included. If so, the same features are read alike by max and avg, and "
-            "GeM, a softer max whose gradient reaches every cell in proportion to its activation, learns where "
-            "max does not.")
+def mechanism_text(why_table: pd.DataFrame | None, per: pd.Series) -> str:
+    """The proposed mechanism, what its two declared tests can and cannot say of it, and what the gradient measured
+    in training (`per`: each head's early share on the object's cells, times an even spread) shows beside it."""
+    same, gem = row(why_table, "read-out"), row(why_table, "intervention")
+    tests = ("Both held: they are consistent with this explanation but do not single it out, since any cause that "
+             "lies in how max trains the body rather than in how it reads the features (for instance, that its "
+             "gradient reaches few cells at all, wherever they lie) predicts them too." if held(same, gem) else
+             f"The read-out: {answer(same)}; GeM against max: {answer(gem)}.")
+    return ("The explanation these two tests were declared for: max sends the loss's gradient to one cell per "
+            "channel, and if that cell is mostly clutter the body is never pushed to make the object's cells stand "
+            "out, while avg spreads the gradient over every cell, the object's included. It predicts that the same "
+            "features are read alike by max and avg, and that GeM, a softer max whose gradient reaches every cell in "
+            f"proportion to its activation, learns where max does not. {tests} {gradient_words(per)}The cause of "
+            "max's failure to train is not settled.")
+
+
+def gradient_clause(per: pd.Series) -> str:
+    "Max against avg in the early gradient on the object's cells, as a clause; empty without both heads."
+    if not {"max", "avg"} <= set(per.index):
+        return ""
+    return (f"; in training max put {'more' if per['max'] > per['avg'] else 'less'} of the gradient on the object's "
+            f"cells than avg ({per['max']:.2f} against {per['avg']:.2f} times an even spread)")
+
+
+def held(same: pd.Series | None, gem: pd.Series | None) -> bool:
+    "Whether both declared predictions of the mechanism held: the read-out equivalent, GeM learning where max fails."
+    return same is not None and gem is not None and same["outcome"] == "equivalent" and gem["outcome"] == "supported"
+
+
+def gradient_words(per: pd.Series) -> str:
+    "What the gradient measured in training says of the explanation's first step, from the numbers."
+    if not {"max", "avg"} <= set(per.index):
+        return ""
+    more = per["max"] > per["avg"]
+    return (f"The gradient measured in training {'does not show' if more else 'agrees with'} the explanation's "
+            f"first step: in the first {figures.EARLY} steps max put {per['max']:.2f} times an even spread's share "
+            f"of the gradient on the object's cells, avg {per['avg']:.2f} (the figure in the Figures section): "
+            f"{'more' if more else 'less'} on the object than avg, not {'less' if more else 'more'}. ")
 
 
 def row(table: pd.DataFrame | None, start: str) -> pd.Series | None:
@@ -74,7 +108,7 @@ def threshold_words(thresholds: dict, h: str) -> str:
     return f"{h} {stats.threshold_text(t, ' cells')}" if t is not None else f"{h} not run yet"
 
 
-def found(c6, why_table, thresholds: dict, runs: pd.DataFrame) -> list[str]:
+def found(c6, why_table, thresholds: dict, runs: pd.DataFrame, per: pd.Series) -> list[str]:
     "The three questions' answers, then the mechanism's, each with its effect, interval and outcome."
     tr_max, tr_concat = row(c6, "trainability: max"), row(c6, "trainability: concat")
     slope, read = row(c6, "dilution"), row(c6, "read-out")
@@ -89,8 +123,10 @@ def found(c6, why_table, thresholds: dict, runs: pd.DataFrame) -> list[str]:
         "accuracy per doubling of the map's side, from 2x2 to 14x14, with the 28 px digit (per-seed slopes).",
         "**Given the same features, does max read the object better than avg?** " + answer(read).capitalize()
         + f": max - avg {effect(read)} on the bodies avg trained ({within(same)}).",
-        f"**Why max fails to train** (the mechanism below): the same bodies read alike, {within(same)}; GeM, a "
-        f"softer max, learns where max does not: {answer(gem)} (gem - max in the share that learns {effect(gem)}).",
+        "**Why does max fail to train?** Not settled. The two declared tests of a proposed mechanism (below): the "
+        f"same bodies read alike, {within(same)}; GeM, a softer max, learns where max does not: {answer(gem)} (gem "
+        f"- max in the share that learns {effect(gem)})" + ("; both consistent with it, neither singles it out"
+                                                             if held(same, gem) else "") + gradient_clause(per) + ".",
     ]
 
 
@@ -178,7 +214,7 @@ def show(ctx: R.Context, thr: pd.DataFrame, dil: pd.DataFrame) -> list[str]:
     if len(thr):
         out += [ctx.figure(figures.share_by_size(thr, PROFILE), f"{PROFILE}_share_vs_size.png")]
     if len(dil):
-        out += ["", ctx.figure(figures.difference_by_map(dil, PROFILE), f"{PROFILE}_dilution.png")]
+        out += ["", ctx.figure(figures.difference_by_map(dil, PROFILE, ctx.table), f"{PROFILE}_dilution.png")]
     cams = pilot.cams(ctx)
     why = pilot.why(ctx, thr)
     return out + ["", *cams[2:], "", *why[2:]]

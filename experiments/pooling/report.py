@@ -138,7 +138,7 @@ def dilution(ctx: R.Context, dil: pd.DataFrame) -> list[str]:
     t = t.astype(object).where(t.notna(), "not run")
     t.index = [f"{m}x{m} ({m * cell_px(profile)} px scene; the bear covers {share_of_map(m, profile):.1%})"
                for m in t.index]
-    fig = ctx.figure(figures.difference_by_map(dil, profile), f"{profile}_dilution.png")
+    fig = ctx.figure(figures.difference_by_map(dil, profile, ctx.table), f"{profile}_dilution.png")
     return ["## Dilution arm: the bear at its native 28 px, the map growing", "",
             f"The same {cell_px(profile)} px cells and clutter density at every map size, the object always a "
             f"28 px digit: only the share of the map it covers changes. Seeds per cell: {seed_counts(dil)}.", "",
@@ -195,29 +195,55 @@ def differing_size(thr: pd.DataFrame) -> int:
     return int(spread.idxmax()) if spread.max() > 0 else int(share.index[len(share) // 2])
 
 
-def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
-    if thr.empty:
-        return []
+def why_curves(ctx: R.Context, thr: pd.DataFrame) -> tuple[int, pd.DataFrame]:
+    "The size where the heads differ most, and its runs' training curves with each run's head and `learned`."
     size = differing_size(thr)
     g = thr[thr["obj_size"] == size]
     curves = ctx.store.curves(g["run_id"])
+    return size, curves.merge(g[["run_id", "pool", "learned", "accuracy", "train_loss"]].rename(
+        columns={"train_loss": "final_train_loss"}), on="run_id")
+
+
+def max_against_avg(per: pd.Series, by: pd.DataFrame) -> str:
+    "What the early gradient says of max against avg, in words from the numbers; empty without both heads."
+    if not {"max", "avg"} <= set(per.index):
+        return ""
+    groups = [by.loc["max", k] for k in (True, False) if k in by.columns and by.loc["max"].notna()[k]]
+    alike = len(groups) == 2 and all(g > per["avg"] for g in groups)
+    if per["max"] > per["avg"]:
+        return (f"max puts more of the gradient on the object's cells than avg from the first steps ({per['max']:.2f} "
+                f"against {per['avg']:.2f} times an even spread)" + (", in its runs that learn and in those that do "
+                                                                      "not" if alike else "")
+                + ": these curves do not show max's gradient going to the clutter instead of the object, and they do "
+                "not say why max's runs fail to train")
+    return (f"max puts less of the gradient on the object's cells than avg from the first steps ({per['max']:.2f} "
+            f"against {per['avg']:.2f} times an even spread): the clutter takes more of max's gradient")
+
+
+def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
+    if thr.empty:
+        return []
+    size, curves = why_curves(ctx, thr)
+    g = thr[thr["obj_size"] == size]
     if curves.empty:
         return ["## Why heads fail", "", "No training curves were recorded for these runs."]
-    curves = curves.merge(g[["run_id", "pool", "learned", "accuracy", "train_loss"]].rename(
-        columns={"train_loss": "final_train_loss"}), on="run_id")
     fig = ctx.figure(figures.curves(curves, size, ctx.profile), f"{ctx.profile}_why.png")
-    early = curves[(curves["step"] > 0) & (curves["step"] <= 8)]
+    early = curves[(curves["step"] > 0) & (curves["step"] <= figures.EARLY)]
     share = early.groupby("pool")["object_grad_share"].median()
     even = curves["object_cell_share"].median()
-    lines = ["in the first 8 steps, the median share of the loss's gradient on the final map that reaches the "
-             "object's cells: " + ", ".join(f"{h} {share[h]:.3f}" for h in HEADS if h in share)
+    per, by = figures.early_spread(curves)
+    lines = [f"in the first {figures.EARLY} steps, the median share of the loss's gradient on the final map that "
+             "reaches the object's cells: " + ", ".join(f"{h} {share[h]:.3f} ({per[h]:.2f} times an even spread)"
+                                                        for h in HEADS if h in share)
              + f" (an even spread gives the object's share of the cells, {even:.3f})"]
-    by = early.groupby(["pool", "learned"])["object_grad_share"].median().unstack()
     both = {True, False} <= set(by.columns)
     mixed = [h for h in HEADS if both and h in by.index and by.loc[h].notna().all()]
     if mixed:
-        lines.append("heads whose seeds split, early share in the runs that learn vs those that do not: "
-                     + ", ".join(f"{h} {by.loc[h, True]:.3f} vs {by.loc[h, False]:.3f}" for h in mixed))
+        lines.append("heads whose seeds split, early gradient on the object's cells in the runs that learn vs those "
+                     "that do not, times an even spread: "
+                     + ", ".join(f"{h} {by.loc[h, True]:.2f} vs {by.loc[h, False]:.2f}" for h in mixed))
+    if said := max_against_avg(per, by):
+        lines.append(said)
     failed = g[~g["learned"]]
     if len(failed):
         fl = failed.groupby("pool")["train_loss"].median()
@@ -228,7 +254,9 @@ def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
     return ["## Why heads fail", "",
             f"At {size / cell_px(ctx.profile):g} cells ({int(size)} px). Top: the runs that learn; bottom: those "
             "that do not. Left: each head's median smoothed training loss; right: the share of the gradient on the "
-            "final feature map that falls in the object's cells, over training (log steps).", "", fig, "",
+            "final feature map that falls in the object's cells, as a multiple of the share an even spread over the "
+            "map's cells puts there (1, the dashed line: what avg gives by construction), over training (log "
+            "steps).", "", fig, "",
             *[f"- {x}" for x in lines]]
 
 
