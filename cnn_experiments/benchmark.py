@@ -28,14 +28,14 @@ def script(parser: Parser, body, argv: list[str] | None = None) -> int:
 
 
 BENCHMARKS = Path("benchmark_results")  # a benchmark's report by default: git-ignored, so a run leaves git clean
-PUBLISHED = Path("results/benchmarks")  # --publish: the committed report, and the README's block refreshed
+PUBLISHED = Path("results/benchmarks")  # --publish: the committed report, and docs/benchmarks.md refreshed
 
 
 def output_options(parser) -> None:
     "A benchmark's --out and --publish (where its report goes: benchmark_file)."
     parser.add_argument("--out", default="", help=f"markdown file for the report (default {BENCHMARKS}/NAME.md)")
     parser.add_argument("--publish", action="store_true",
-                        help=f"replace the committed report in {PUBLISHED}/ and refresh the README's results block")
+                        help=f"replace the committed report in {PUBLISHED}/ and refresh docs/benchmarks.md")
 
 
 def benchmark_file(name: str, args) -> Path:

@@ -1,5 +1,5 @@
-"""Publishing: the results index, the results table and the README's results block, from the summaries and
-the benchmark reports.
+"""Publishing: the results index, the results table, the README's answers and the benchmarks' list in docs,
+from the summaries and the benchmark reports.
 
     from cnn_experiments.publish import write_index; write_index(Path("results"))
 """
