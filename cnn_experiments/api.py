@@ -14,22 +14,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from torch import nn
 
-from .models import head as pool_head
-from .pooling import POOLS, global_pool, pool_mult
+from .config import POOLS as HEADS  # the global pooling heads by name: avg, max, concat (fastai's), avgmax, gem, lse
 
 __all__ = ["HEADS", "compare_heads", "create_head", "global_pool", "head_learner", "pool_head", "study_runs",
            "verdicts"]
 
-HEADS = tuple(POOLS)  # the global pooling heads by name: avg, max, concat (fastai's), avgmax (timm's), gem, lse
+
+def global_pool(name: str):
+    "The global pooling layer called `name` (an nn.Module: (N, C, H, W) -> (N, C * mult, 1, 1))."
+    from .pooling import global_pool
+    return global_pool(name)
 
 
-def create_head(nf: int, n_out: int, pool: str = "concat", **kwargs) -> nn.Sequential:
+def pool_head(nf: int, n_out: int, pool: str = "avg", p: float = 0.0):
+    "The pooling study's head: global pooling `pool` -> flatten -> dropout p -> linear."
+    from .models import head
+    return head(nf, n_out, pool, p)
+
+
+def create_head(nf: int, n_out: int, pool: str = "concat", **kwargs):
     """fastai's `create_head(nf, n_out, **kwargs)` with the global pooling layer called `pool`; the rest (flatten,
     batchnorm, dropout, linear, ReLU, batchnorm, dropout, linear) as fastai builds it. `nf`: the body's channels
     (512 for resnet18/34, 1280 for EfficientNet-Lite0). "concat" gives fastai's own head."""
     from fastai.vision.learner import create_head as fastai_create_head
+
+    from .pooling import pool_mult
     head = fastai_create_head(nf, n_out, concat_pool=pool_mult(pool) == 2, **kwargs)
     head[0] = global_pool(pool)
     return head

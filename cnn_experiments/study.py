@@ -17,7 +17,6 @@ from .errors import UserError
 from .publish import best_summary, write_index, write_table
 from .registry import get
 from .store import REQUIRED, Store
-from .sweep import run_sweep
 
 
 def command(name: str, profile: str, seeds: int, default_seeds: int, device: str, fuse: int = 1) -> str:
@@ -30,7 +29,8 @@ def command(name: str, profile: str, seeds: int, default_seeds: int, device: str
 def do_run(name: str, profile: str, device: str = "cpu", seeds: int | None = None, results: Path = Path("results"),
            jobs: int | None = None, fuse: int = 1, executor: str = "local", address: str | None = None) -> Path:
     "Run an experiment's search and grid for `profile` (resuming), then write its report."
-    from .executors import default_jobs
+    from .executors import default_jobs  # training (torch, fastai) is imported by what trains, not by a report
+    from .sweep import run_sweep
     exp = get(name)
     exp.check_profile(profile)
     if device == "cuda":

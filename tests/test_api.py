@@ -63,3 +63,14 @@ def test_a_committed_studys_runs_and_verdicts_load_without_training(name, column
     assert columns <= set(runs.columns) and runs["seed"].min() >= 1000
     assert set(table["outcome"]) <= {"supported", "contradicted", "inconclusive", "equivalent", "below the margin"}
     assert len(table) == 4
+
+
+def test_reading_a_committed_study_loads_neither_torch_nor_fastai():
+    "A notebook that only reads results starts in seconds: training's libraries come with what trains."
+    import subprocess
+    import sys
+    code = ("import sys\nfrom cnn_experiments.api import study_runs\nstudy_runs('pooling', 'quick')\n"
+            "print(sorted(m for m in ('torch', 'fastai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
