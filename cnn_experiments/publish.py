@@ -164,8 +164,10 @@ def verdict_rows(text: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def answer_of(summary: Path, link: str) -> str | None:
-    "A claim's line for the README's first screen: the lesson right or wrong, the number that shows it, its report."
+def evidence(summary: Path) -> tuple[str, str, str, str, list[tuple[str, str, str]]] | None:
+    """A claim's answer as the README gives it: its number, its question, how the lesson fared, the counts, and the
+    rows that show it (comparison, effect [95% CI], outcome): the first that agrees with the word, then, for
+    "mostly", the first exception."""
     text = summary.read_text()
     number, _ = claim_of(summary)
     verdict = re.search(r"^\*\*(C\d.*?) is (.+?) \((.+)\)\.\*\*$", text, re.M)
@@ -175,12 +177,64 @@ def answer_of(summary: Path, link: str) -> str | None:
     word, rows = fared(counts), verdict_rows(text)
     question = text.splitlines()[0].lstrip("# ").partition(": ")[2]
     agree = RIGHT if word in ("right", "mostly right") else WRONG
-    shown = [f"{c} {e}" for c, e, o in rows if o in agree][:1]
+    shown = [r for r in rows if r[2] in agree][:1]
     if word.startswith("mostly"):
-        shown += [f"{'wrong about' if word == 'mostly right' else 'right about'}: " + f"{c} {e}"
-                  for c, e, o in rows if o not in agree and o in RIGHT + WRONG][:1]
-    return (f"- **{number}** {question[:1].upper()}{question[1:]} The lesson was **{word}** ({verdict[3]})"
-            + (f": {'; '.join(shown)}" if shown else "") + f". [Report]({link})")
+        shown += [r for r in rows if r[2] not in agree and r[2] in RIGHT + WRONG][:1]
+    return number, question[:1].upper() + question[1:], word, verdict[3], shown
+
+
+def answer_of(summary: Path, link: str) -> str | None:
+    "A claim's line for the README's first screen: the lesson right or wrong, the number that shows it, its report."
+    found = evidence(summary)
+    if found is None:
+        return None
+    number, question, word, counts, shown = found
+    said = [f"{c} {e}" for c, e, _ in shown[:1]] + [
+        f"{'wrong about' if word == 'mostly right' else 'right about'}: {c} {e}" for c, e, _ in shown[1:]]
+    return (f"- **{number}** {question} The lesson was **{word}** ({counts})" + (f": {'; '.join(said)}" if said
+                                                                                   else "") + f". [Report]({link})")
+
+
+CLAIMS_FIGURE = "claims.png"  # in the results folder: each claim's rows that show it, with their intervals
+
+
+def claims_figure(results: Path) -> str | None:
+    """One panel per claim: the rows the README quotes, each effect with its 95% interval and the zero line, green
+    where the row agrees with the lesson and red where it does not; each panel on its own scale (the rows' units
+    differ). Its markdown link, relative to the README."""
+    import matplotlib.pyplot as plt
+
+    from .report import rendering, save_fig
+    link = f"![claims]({results.name}/{CLAIMS_FIGURE})"
+    found = sorted((e for folder in sorted(p for p in results.iterdir() if p.is_dir())
+                    if (s := best_summary(folder)) and (e := evidence(s))), key=lambda e: e[0])
+    panels = [(e, [(c, *map(float, m.groups()), o) for c, eff, o in e[4]
+                   if (m := re.match(r"([+-]?[\d.]+) \[([+-]?[\d.]+), ([+-]?[\d.]+)\]", eff))]) for e in found]
+    panels = [(e, rows) for e, rows in panels if rows]
+    if not panels or not rendering():  # a report's text, as `cnn-exp check` compares it, needs only the link
+        return link if panels else None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 0.75 + 0.95 * len(panels)), squeeze=False)
+    for ax, ((number, _, word, _, _), rows) in zip(axes[:, 0], panels):
+        lo_all, hi_all = min(min(r[2], 0.0) for r in rows), max(max(r[3], 0.0) for r in rows)
+        for y, (comparison, mean, lo, hi, outcome) in enumerate(rows):
+            colour = "tab:green" if outcome in RIGHT else "tab:red"
+            ax.errorbar([mean], [-y], xerr=[[mean - lo], [hi - mean]], fmt="o", color=colour, capsize=4)
+            side = "left" if mean - lo_all < hi_all - mean else "right"  # the label runs into the panel
+            ax.annotate(comparison if len(comparison) <= 70 else comparison[:67] + "...", (mean, -y),
+                        xytext=(0, 7), textcoords="offset points", ha=side, fontsize=7, color=colour)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks([0])
+        ax.set_yticklabels([f"{number}: {word}"], fontsize=9)
+        ax.set_ylim(-len(rows) + 0.4, 0.8)
+        pad = 0.15 * (hi_all - lo_all or 1.0)
+        ax.set_xlim(lo_all - pad, hi_all + pad)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle("Was the lesson right? Each claim's deciding comparison with its 95% interval\n(green: agrees with "
+                 "the lesson, red: against it; zero: no difference; each row in its comparison's own units)",
+                 fontsize=9)
+    fig.tight_layout()
+    save_fig(fig, results / CLAIMS_FIGURE)
+    return link
 
 
 def which_head_of(summary: Path, link: str) -> str | None:
@@ -201,7 +255,8 @@ def answers(results: Path) -> list[str]:
     lines = [line for number, name, s in found if (line := answer_of(s, f"{rel}/{name}/{s.name}"))]
     pooling = best_summary(results / "pooling") if (results / "pooling").is_dir() else None
     head = which_head_of(pooling, f"{rel}/pooling/{pooling.name}") if pooling else None
-    return lines + ([head] if head else [])
+    figure = claims_figure(results) if lines else None
+    return lines + ([head] if head else []) + ([figure] if figure else [])
 
 
 def update_readme(readme: Path, results: Path) -> None:

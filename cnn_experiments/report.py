@@ -221,6 +221,11 @@ def text_only():
         _render = before
 
 
+def rendering() -> bool:
+    "Whether figures are drawn now (not inside `text_only`)."
+    return _render
+
+
 def save_fig(fig, path: Path) -> str:
     "Save a matplotlib figure whole and return its markdown image link, relative to the summary."
     import matplotlib.pyplot as plt
