@@ -14,7 +14,7 @@ import pandas as pd
 from . import report as R
 from . import stats
 from .errors import UserError
-from .publish import best_summary, write_index, write_table
+from .publish import best_summary, fared, write_index, write_table
 from .registry import get
 from .store import REQUIRED, Store
 
@@ -117,7 +117,7 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     """Write results/<name>/summary_<profile>.md from the runs file alone (nothing is trained), and summary.md: the
     most thorough profile's report, the one the index quotes."""
     exp = get(name)
-    _, body, finding, got = written(name, profile, results)
+    ctx, body, finding, got = written(name, profile, results)
     runs, profile, status = got.runs, got.profile, got.status
     out = results / name
     # the command that makes these runs, read from them, so the report stays a function of the results folder
@@ -126,7 +126,11 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
     on_gpu = not runs["device"].astype(str).str.startswith("cpu").all() if len(runs) else False
     fuse = int(runs["fused"].max()) if "fused" in runs and runs["fused"].notna().any() else 1
     cmd = command(name, profile, n, exp.seeds(profile), "cuda" if on_gpu else "cpu", fuse)
-    text = (R.header(exp.title, exp.claim, runs, cmd, profile) + f"{R.FINDING} {finding}\n\n"
+    table = ctx.tables[0] if ctx.tables else None  # the claim's own: the first the report decided
+    decided = table is not None and not status and exp.claim[:1] == "C" and "indicative" not in set(table["outcome"])
+    plain = (f"**In plain words:** the lesson was {fared(table['outcome'].value_counts().to_dict())} "
+             f"({stats.tally(table)}).\n\n" if decided else "")
+    text = (R.header(exp.title, exp.claim, runs, cmd, profile) + plain + f"{R.FINDING} {finding}\n\n"
             + ("\n".join(status) + "\n" if status else "") + f"{body}\n")
     # summary_<profile>.md per profile; summary.md the one the index quotes, whichever profile ran last
     R.write_summary(out / f"summary_{profile}.md", text)
