@@ -28,16 +28,7 @@ from fastcore.basics import noop
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.benchmark import (
-    DEVICES,
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
+from cnn_experiments import benchmark as B
 from cnn_experiments.callbacks import without_host_sync
 from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.errors import UserError
@@ -96,13 +87,13 @@ def plain_fit(xt, yt, xv, yv, bs, device, lr=1e-3):
     return time.perf_counter() - t
 
 
-def parser() -> Parser:
-    p = Parser(prog="fastai_vs_plain.py", description="the fastai path vs a plain PyTorch loop, in one run")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--bs", type=positive_int, default=256, help="batch size, images")
-    p.add_argument("--n", type=positive_int, default=60000, help="training images per epoch (the digits, tiled)")
-    p.add_argument("--rounds", type=positive_int, default=5, help="timed epochs per path, in turns; median kept")
-    output_options(p)
+def parser() -> B.Parser:
+    p = B.Parser(prog="fastai_vs_plain.py", description="the fastai path vs a plain PyTorch loop, in one run")
+    p.add_argument("--device", default="cpu", choices=B.DEVICES)
+    p.add_argument("--bs", type=B.positive_int, default=256, help="batch size, images")
+    p.add_argument("--n", type=B.positive_int, default=60000, help="training images per epoch (the digits, tiled)")
+    p.add_argument("--rounds", type=B.positive_int, default=5, help="timed epochs per path, in turns; median kept")
+    B.output_options(p)
     return p
 
 
@@ -144,14 +135,14 @@ def main(a) -> None:
         "# Benchmark: the fastai path vs a plain PyTorch loop", "",
         f"**Result:** on {device_name(device)}, the suite's fastai path takes {ours:.3f}x the plain loop's time "
         f"(target {target}x: {'met' if ours <= target else 'not met'}).", "",
-        *benchmark_provenance(f"python benchmarks/fastai_vs_plain.py --device {device} --bs {bs} --n {n} "
+        *B.benchmark_provenance(f"python benchmarks/fastai_vs_plain.py --device {device} --bs {bs} --n {n} "
                               f"--rounds {rounds}", MEASURES),
         f"- work: simple_cnn, one epoch of {n:,} images at bs {bs} plus one pass over 1,000 held-out; "
         f"median of {rounds} rounds after a warm-up; fastai's Adam (decoupled wd 0.01) and torch's AdamW "
         "with the same hyper-parameters", "",
         "| path | median seconds | range | images/s | vs plain |", "|---|---|---|---|---|", *rows, ""])
-    write_benchmark(text, benchmark_file(f"fastai_vs_plain_{device}", a))
+    B.write_benchmark(text, B.benchmark_file(f"fastai_vs_plain_{device}", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

@@ -16,15 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.benchmark import (
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
+from cnn_experiments import benchmark as B
 from cnn_experiments.errors import UserError
 from cnn_experiments.executors import default_jobs
 from cnn_experiments.folder import sample_folder
@@ -37,16 +29,16 @@ MEASURES = ("cnn_experiments/folder.py", "cnn_experiments/folder_heads.py", "cnn
             "cnn_experiments/pretrained.py", "cnn_experiments/callbacks.py", "cnn_experiments/sweep.py")
 
 
-def parser() -> Parser:
-    p = Parser(prog="folder_cost.py", description="wall time of the head comparison on a folder of 200 photos")
-    p.add_argument("--per-class", type=positive_int, default=50, help="photos per class (4 classes)")
-    p.add_argument("--seeds", type=positive_int, default=5, help="seeds per head")
-    p.add_argument("--epochs", type=positive_int, default=4, help="fine_tune epochs")
-    p.add_argument("--jobs", type=positive_int, default=None, help="runs at once (default: one per core)")
+def parser() -> B.Parser:
+    p = B.Parser(prog="folder_cost.py", description="wall time of the head comparison on a folder of 200 photos")
+    p.add_argument("--per-class", type=B.positive_int, default=50, help="photos per class (4 classes)")
+    p.add_argument("--seeds", type=B.positive_int, default=5, help="seeds per head")
+    p.add_argument("--epochs", type=B.positive_int, default=4, help="fine_tune epochs")
+    p.add_argument("--jobs", type=B.positive_int, default=None, help="runs at once (default: one per core)")
     p.add_argument("--sizes", default="224,128", help="input sides to time, px, comma-separated")
     p.add_argument("--fast-sizes", default="128",
                    help="of those, the sides also timed in channels_last (+ bf16 where the CPU has it natively)")
-    output_options(p)
+    B.output_options(p)
     return p
 
 
@@ -84,15 +76,15 @@ def main(a) -> None:
         + (f"; {others}" if others else "")
         + "".join(f"; at {s} px `{fast_flags}` takes {fast[s] / minutes[s]:.2f}x fp32's time" for s in fast_sizes)
         + ("" if bf16 else "; bf16 not timed: this CPU has no native bf16") + ".", "",
-        *benchmark_provenance(f"python benchmarks/folder_cost.py --per-class {a.per_class} --seeds {a.seeds} "
+        *B.benchmark_provenance(f"python benchmarks/folder_cost.py --per-class {a.per_class} --seeds {a.seeds} "
                               f"--epochs {a.epochs} --sizes {a.sizes} --fast-sizes {a.fast_sizes}", MEASURES),
         f"- work: `cnn-exp run pooling --data FOLDER --size SIZE --epochs {a.epochs} --seeds {a.seeds} --jobs {jobs}` "
         f"on `sample_folder(per_class={a.per_class})` ({n} photos, 4 classes, 80/20 split), from start to report; "
         "a run's time grows with the photos and with the square of the size", "",
         "| size | setting | runs | wall minutes | seconds per run (one process) | vs fp32 |",
         "|---|---|---|---|---|---|", *rows, ""])
-    write_benchmark(text, benchmark_file("folder_cost_cpu", a))
+    B.write_benchmark(text, B.benchmark_file("folder_cost_cpu", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

@@ -20,17 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments import benchmark as B
 from cnn_experiments import stats
-from cnn_experiments.benchmark import (
-    DEVICES,
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
 from cnn_experiments.errors import UserError
 from cnn_experiments.store import Store
 from cnn_experiments.sweep import run_sweep
@@ -41,14 +32,14 @@ MARGIN = 0.02  # declared: fused within 2 points of held-out accuracy of the sam
 MEASURES = ("cnn_experiments/fused.py", "cnn_experiments/train.py", "cnn_experiments/callbacks.py")
 
 
-def parser() -> Parser:
-    p = Parser(prog="fused_grid.py", description="the pooling grid fused, against the study's own runs")
+def parser() -> B.Parser:
+    p = B.Parser(prog="fused_grid.py", description="the pooling grid fused, against the study's own runs")
     p.add_argument("--profile", default="quick", choices=tuple(pooling.PROFILES))
-    p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--fuse", type=positive_int, default=None, help="members per fused model (default: all seeds)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="fused models trained at once, in processes")
+    p.add_argument("--device", default="cpu", choices=B.DEVICES)
+    p.add_argument("--fuse", type=B.positive_int, default=None, help="members per fused model (default: all seeds)")
+    p.add_argument("--jobs", type=B.positive_int, default=1, help="fused models trained at once, in processes")
     p.add_argument("--results", default="results", help="where the study's runs are")
-    output_options(p)
+    B.output_options(p)
     return p
 
 
@@ -61,7 +52,7 @@ def main(a) -> None:
     if alone.groupby("cell_id")["seed"].nunique().reindex([c.cell_id for c in cells]).fillna(0).min() < seeds:
         raise UserError(f"--profile {a.profile}: the study's grid is not complete in {a.results}/pooling/runs.csv; "
                         f"run `cnn-exp run pooling --profile {a.profile}` first")
-    out = benchmark_file(f"fused_grid_{a.profile}", a)
+    out = B.benchmark_file(f"fused_grid_{a.profile}", a)
     cfgs = [c.replace(seed=s, device=a.device) for c in cells for s in range(seeds)]
     store = Store(out.with_suffix(".runs.csv"))
     for old in (store.path, store.curves_path):  # a benchmark times the whole grid: never a resumed part of it
@@ -85,13 +76,13 @@ def main(a) -> None:
         f"{secs['alone']:.1f} s); fused equivalent to alone within ±{MARGIN} in {counts.get('equivalent', 0)} of "
         f"{len(table)} cells ({', '.join(f'{k} {v}' for k, v in counts.items())}); C6 alone: {verdicts['alone']}, "
         f"fused: {verdicts['fused']}.", "",
-        *benchmark_provenance(f"python benchmarks/fused_grid.py --profile {a.profile} --device {a.device} --fuse "
+        *B.benchmark_provenance(f"python benchmarks/fused_grid.py --profile {a.profile} --device {a.device} --fuse "
                               f"{a.fuse or seeds} --jobs {a.jobs}", MEASURES),
         f"- work: every cell of the {a.profile} grid, {seeds} seeds fused per model; the one-at-a-time runs are "
         "the study's own; wall time is the whole fused grid's, trained afresh", "",
         stats.markdown(table), ""])
-    write_benchmark(text, out)
+    B.write_benchmark(text, out)
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

@@ -16,17 +16,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments import benchmark as B
 from cnn_experiments import fused, train
-from cnn_experiments.benchmark import (
-    DEVICES,
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
 from cnn_experiments.config import Config
 from cnn_experiments.train import device_name
 
@@ -35,13 +26,13 @@ MEASURES = ("cnn_experiments/fused.py", "cnn_experiments/train.py", "cnn_experim
             "cnn_experiments/callbacks.py", "cnn_experiments/data.py")
 
 
-def parser() -> Parser:
-    p = Parser(prog="fused_vs_serial.py", description="K fused models vs K runs one after another")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--k", type=positive_int, default=32, help="models (seeds)")
-    p.add_argument("--epochs", type=positive_int, default=1, help="epochs per model")
-    p.add_argument("--bs", type=positive_int, default=64, help="batch size")
-    output_options(p)
+def parser() -> B.Parser:
+    p = B.Parser(prog="fused_vs_serial.py", description="K fused models vs K runs one after another")
+    p.add_argument("--device", default="cpu", choices=B.DEVICES)
+    p.add_argument("--k", type=B.positive_int, default=32, help="models (seeds)")
+    p.add_argument("--epochs", type=B.positive_int, default=1, help="epochs per model")
+    p.add_argument("--bs", type=B.positive_int, default=64, help="batch size")
+    B.output_options(p)
     return p
 
 
@@ -64,7 +55,7 @@ def main(a) -> None:
         f"**Result:** on {device_name(a.device)}, {a.k} simple_cnns fused train {ratio:.2f}x as fast as one after "
         f"another (target {target}x: {'met' if ratio >= target else 'not met'}); per-seed held-out accuracy "
         f"differs by at most {gap:.4f}.", "",
-        *benchmark_provenance(f"python benchmarks/fused_vs_serial.py --device {a.device} --k {a.k} --epochs "
+        *B.benchmark_provenance(f"python benchmarks/fused_vs_serial.py --device {a.device} --k {a.k} --epochs "
                               f"{a.epochs} --bs {a.bs}", MEASURES),
         f"- work: simple_cnn, fit_one_cycle({a.epochs}, 0.01) on the 4,000 embedded training digits at bs {a.bs}, "
         f"seeds 0 to {a.k - 1}, each scored on the 1,000 held-out; both sides build their Learners and score them",
@@ -73,8 +64,8 @@ def main(a) -> None:
         f"{acc['serial'].mean():.4f} |",
         f"| fused (`fused.run`, one model of {a.k} members) | {t_fused:.1f} | {60 * a.k / t_fused:.1f} | "
         f"{acc['fused'].mean():.4f} |", ""])
-    write_benchmark(text, benchmark_file(f"fused_vs_serial_{a.device}", a))
+    B.write_benchmark(text, B.benchmark_file(f"fused_vs_serial_{a.device}", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

@@ -24,16 +24,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments import benchmark as B
 from cnn_experiments import stats
-from cnn_experiments.benchmark import (
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
 from cnn_experiments.config import from_row
 from cnn_experiments.errors import UserError
 from cnn_experiments.study import load
@@ -85,14 +77,14 @@ def timed(item):
     return key, plain_run(cfg), time.monotonic() - started
 
 
-def parser() -> Parser:
-    p = Parser(prog="plain_pooling.py", description="the pooling finding trained again by a plain PyTorch loop")
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=[12, 13, 14], help="object sides, px")
+def parser() -> B.Parser:
+    p = B.Parser(prog="plain_pooling.py", description="the pooling finding trained again by a plain PyTorch loop")
+    p.add_argument("--sizes", type=B.positive_int, nargs="+", default=[12, 13, 14], help="object sides, px")
     p.add_argument("--heads", nargs="+", default=["avg", "max"], help="pooling heads (the confirm study's)")
-    p.add_argument("--seeds", type=positive_int, default=10, help="the confirm study's first seeds")
-    p.add_argument("--jobs", type=positive_int, default=2, help="runs at once, one thread each")
+    p.add_argument("--seeds", type=B.positive_int, default=10, help="the confirm study's first seeds")
+    p.add_argument("--jobs", type=B.positive_int, default=2, help="runs at once, one thread each")
     p.add_argument("--results", type=Path, default=Path("results"), help="the committed results folder")
-    output_options(p)
+    B.output_options(p)
     return p
 
 
@@ -135,7 +127,7 @@ def main(a) -> None:
         f"**Result:** a plain PyTorch loop on the confirm study's scenes, heads and rates gives: {found} "
         f"(objects of {min(a.sizes)}-{max(a.sizes)} px, {min(a.sizes) / cell:.2f}-{max(a.sizes) / cell:.2f} cells); "
         f"it agrees with the fastai runs on whether a run learned in {agree} of {len(both)} runs.", "",
-        *benchmark_provenance("python benchmarks/plain_pooling.py --sizes " + " ".join(map(str, a.sizes))
+        *B.benchmark_provenance("python benchmarks/plain_pooling.py --sizes " + " ".join(map(str, a.sizes))
                               + " --heads " + " ".join(a.heads) + f" --seeds {a.seeds}", MEASURES),
         f"- work: {len(work)} runs, each the committed {PROFILE} run's config (its scenes, head, size, rate and "
         f"seed) trained by the loop in this file; {wall / 60:.1f} min of wall time with {a.jobs} at once on "
@@ -144,8 +136,8 @@ def main(a) -> None:
         shares.round(2).to_markdown(), "",
         "## The study's declared test, on the plain loop's runs", "",
         stats.markdown(table) if table is not None else "One head: nothing to compare.", ""])
-    write_benchmark(text, benchmark_file("plain_pooling_cpu", a))
+    B.write_benchmark(text, B.benchmark_file("plain_pooling_cpu", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

@@ -20,17 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_experiments import benchmark as B
 from cnn_experiments import stats
-from cnn_experiments.benchmark import (
-    DEVICES,
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
 from cnn_experiments.errors import UserError
 from cnn_experiments.machine import native_bf16
 from cnn_experiments.store import Store
@@ -44,23 +35,23 @@ MARGIN = 0.01  # declared: within 1 point of fp32's held-out accuracy, a setting
 MEASURES = ("cnn_experiments/callbacks.py", "cnn_experiments/train.py", "cnn_experiments/models.py")
 
 
-def parser() -> Parser:
-    p = Parser(prog="precision.py", description="bf16 autocast and channels_last against fp32")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+def parser() -> B.Parser:
+    p = B.Parser(prog="precision.py", description="bf16 autocast and channels_last against fp32")
+    p.add_argument("--device", default="cpu", choices=B.DEVICES)
     p.add_argument("--profile", default="quick", choices=tuple(pooling.PROFILES),
                    help="the pooling profile's geometry and epochs")
     p.add_argument("--sizes", type=sizes, default="16,20", help="object sizes in px, comma-separated")
     p.add_argument("--heads", default="avg,max", help="pooling heads, comma-separated")
-    p.add_argument("--seeds", type=positive_int, default=10, help="seeds per cell")
+    p.add_argument("--seeds", type=B.positive_int, default=10, help="seeds per cell")
     p.add_argument("--results", default="results", help="where the committed search runs are (for the rates)")
-    output_options(p)
+    B.output_options(p)
     return p
 
 
 def sizes(text: str) -> list[int]:
     "An argparse type: object sizes in px, comma-separated whole numbers."
     try:
-        return [positive_int(s) for s in text.split(",")]
+        return [B.positive_int(s) for s in text.split(",")]
     except ArgumentTypeError:
         raise ArgumentTypeError(f"{text!r} is not a comma-separated list of sizes in px, such as 16,20") from None
 
@@ -114,7 +105,7 @@ def main(a) -> None:
         + "; faster and equivalent: " + (", ".join(faster) or "none")
         + ("" if len(measured) == len(SETTINGS) else "; bf16 not measured: this CPU has no native bf16, so autocast "
            "would be emulated (several times slower than fp32) and a run refuses it") + ".", "",
-        *benchmark_provenance(f"python benchmarks/precision.py --device {a.device} --profile {a.profile} --sizes "
+        *B.benchmark_provenance(f"python benchmarks/precision.py --device {a.device} --profile {a.profile} --sizes "
                               f"{','.join(map(str, a.sizes))} --heads {a.heads} --seeds {a.seeds}", MEASURES),
         f"- work: the pooling {a.profile} geometry ({canvas} px scenes, {pooling.PROFILES[a.profile]['epochs']} "
         f"epochs), {n_cells} cells x {a.seeds} seeds per setting, one run at a time; seconds are training time "
@@ -129,8 +120,8 @@ def main(a) -> None:
         "Held-out accuracy per cell and setting (mean over seeds; numbers, not tests):", "",
         cells_table.to_markdown(floatfmt=".4f"), ""])
     geometry = "" if a.profile == "quick" else f"_{a.profile}"
-    write_benchmark(text, benchmark_file(f"precision_{a.device}{geometry}", a))
+    B.write_benchmark(text, B.benchmark_file(f"precision_{a.device}{geometry}", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

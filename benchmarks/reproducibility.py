@@ -13,16 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.benchmark import (
-    DEVICES,
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
+from cnn_experiments import benchmark as B
 from cnn_experiments.config import Config
 from cnn_experiments.train import device_name, run
 
@@ -30,11 +21,11 @@ METRICS = ("train_loss", "valid_loss", "accuracy", "auc")
 MEASURES = ("cnn_experiments/train.py", "cnn_experiments/callbacks.py", "cnn_experiments/scenes.py")
 
 
-def parser() -> Parser:
-    p = Parser(prog="reproducibility.py", description="the same run twice on one device")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--epochs", type=positive_int, default=3, help="epochs per run")
-    output_options(p)
+def parser() -> B.Parser:
+    p = B.Parser(prog="reproducibility.py", description="the same run twice on one device")
+    p.add_argument("--device", default="cpu", choices=B.DEVICES)
+    p.add_argument("--epochs", type=B.positive_int, default=3, help="epochs per run")
+    B.output_options(p)
     return p
 
 
@@ -54,13 +45,13 @@ def main(a) -> None:
         "# Benchmark: the same run twice", "",
         f"**Result:** on {device_name(device)}, each run repeated from the same config gives {same} "
         "(train loss, held-out loss, accuracy, AUC).", "",
-        *benchmark_provenance(f"python benchmarks/reproducibility.py --device {device} --epochs {epochs}", MEASURES),
+        *B.benchmark_provenance(f"python benchmarks/reproducibility.py --device {device} --epochs {epochs}", MEASURES),
         f"- work: pooled_cnn on 64 px scenes, 16 px object, {base.n_scenes} train scenes, "
         f"fit_one_cycle({epochs}, {base.lr:g}), seed 0, each head below run twice", "",
         "| head | " + " | ".join(f"{k} (1st / 2nd)" for k in METRICS) + " | largest difference |",
         "|---|" + "---|" * (len(METRICS) + 1), *rows, ""])
-    write_benchmark(text, benchmark_file(f"reproducibility_{device}", a))
+    B.write_benchmark(text, B.benchmark_file(f"reproducibility_{device}", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

@@ -33,16 +33,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.benchmark import (
-    DEVICES,
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
+from cnn_experiments import benchmark as B
 from cnn_experiments.errors import UserError
 from cnn_experiments.fused import Fused
 from cnn_experiments.machine import native_bf16
@@ -265,14 +256,14 @@ def stage_section(bs: int, size: int, steps: int, peak_fp32: float) -> tuple[lis
     return lines, finding
 
 
-def parser() -> Parser:
-    p = Parser(prog="roofline.py", description="a training step of the full pooling profile against the limits")
-    p.add_argument("--device", default="cpu", choices=DEVICES)
-    p.add_argument("--steps", type=positive_int, default=None, help="timed steps per setting (cpu 3, cuda 100)")
-    p.add_argument("--bs", type=positive_int, default=64, help="batch size (the study's)")
-    p.add_argument("--size", type=positive_int, default=224, help="scene side in px (the full profile's 224)")
-    p.add_argument("--k", type=positive_int, default=None, help="members of the fused setting (cpu 4, cuda 32)")
-    output_options(p)
+def parser() -> B.Parser:
+    p = B.Parser(prog="roofline.py", description="a training step of the full pooling profile against the limits")
+    p.add_argument("--device", default="cpu", choices=B.DEVICES)
+    p.add_argument("--steps", type=B.positive_int, default=None, help="timed steps per setting (cpu 3, cuda 100)")
+    p.add_argument("--bs", type=B.positive_int, default=64, help="batch size (the study's)")
+    p.add_argument("--size", type=B.positive_int, default=224, help="scene side in px (the full profile's 224)")
+    p.add_argument("--k", type=B.positive_int, default=None, help="members of the fused setting (cpu 4, cuda 32)")
+    B.output_options(p)
     return p
 
 
@@ -321,7 +312,7 @@ def main(a) -> None:
         f"{base / base_bound:.1%} of the {base_bound:,.0f} images/s its lower ceiling ({binds}) allows; best setting "
         f"{best}: {rates[best]:,.0f} images/s ({rates[best] / base:.2f}x, {rates[best] / bounds[best][0]:.1%} of its "
         f"{bounds[best][1]} bound)" + (f"; {finding}." if finding else "."), "",
-        *benchmark_provenance(f"python benchmarks/roofline.py --device {device} --steps {steps} --bs {a.bs} --k {k} "
+        *B.benchmark_provenance(f"python benchmarks/roofline.py --device {device} --steps {steps} --bs {a.bs} --k {k} "
                               f"--size {size}", MEASURES),
         f"- work: pooled_cnn {CHANNELS} + max head, {a.bs} x 1 x {size} x {size} per member, AdamW, a plain loop, "
         f"{steps} steps after 3 warm-up steps" + (f", {RUN_THREADS} thread" if device == "cpu" else ""), "",
@@ -343,8 +334,8 @@ def main(a) -> None:
         "|---|---|---|---|---|---|",
         *[f"| {n} | {r:,.0f} | {r / base:.2f}x | {r * c['flops'] / 1e9:,.1f} | {bounds[n][0]:,.0f} ({bounds[n][1]}) | "
           f"{r / bounds[n][0]:.1%} |" for n, r in rates.items()], "", *stages])
-    write_benchmark(text, benchmark_file(f"roofline_{device}", a))
+    B.write_benchmark(text, B.benchmark_file(f"roofline_{device}", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))

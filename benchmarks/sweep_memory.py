@@ -14,15 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments.benchmark import (
-    Parser,
-    benchmark_file,
-    benchmark_provenance,
-    output_options,
-    positive_int,
-    script,
-    write_benchmark,
-)
+from cnn_experiments import benchmark as B
 from cnn_experiments.config import Config
 from cnn_experiments.sweep import run_sweep
 from cnn_experiments.train import device_name
@@ -40,10 +32,10 @@ def rss_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def parser() -> Parser:
-    p = Parser(prog="sweep_memory.py", description="resident memory over a sweep of short runs")
-    p.add_argument("--runs", type=positive_int, default=200, help="short runs in the sweep")
-    output_options(p)
+def parser() -> B.Parser:
+    p = B.Parser(prog="sweep_memory.py", description="resident memory over a sweep of short runs")
+    p.add_argument("--runs", type=B.positive_int, default=200, help="short runs in the sweep")
+    B.output_options(p)
     return p
 
 
@@ -68,12 +60,12 @@ def main(a) -> None:
         f"{samples[-1]:.1f} MB after run {len(samples)}, peak {max(samples):.1f} MB; {late10:+.2f} MB per 10 runs "
         f"over the last {len(samples) - 1 - late} (target under {TARGET_MB_PER_10} MB: "
         f"{'met' if late10 < TARGET_MB_PER_10 else 'not met'}), {per10:+.2f} MB per 10 runs from run 10.", "",
-        *benchmark_provenance(f"python benchmarks/sweep_memory.py --runs {runs}", MEASURES),
+        *B.benchmark_provenance(f"python benchmarks/sweep_memory.py --runs {runs}", MEASURES),
         "- work: each run is `run_sweep` of one config (256 embedded digits, one epoch, a fresh Learner), "
         "appended to a runs file; memory is VmRSS read after each run", "",
         "| after run | resident MB |", "|---|---|", *rows, ""])
-    write_benchmark(text, benchmark_file("sweep_memory", a))
+    B.write_benchmark(text, B.benchmark_file("sweep_memory", a))
 
 
 if __name__ == "__main__":
-    sys.exit(script(parser(), main))
+    sys.exit(B.script(parser(), main))
