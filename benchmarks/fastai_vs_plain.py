@@ -28,16 +28,17 @@ from fastcore.basics import noop
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments.callbacks import without_host_sync
-from cnn_experiments.data import TensorLoader, mnist_embedded, tensor_dls
+from cnn_experiments.data.mnist import TensorLoader, mnist_embedded, tensor_dls
 from cnn_experiments.errors import UserError
-from cnn_experiments.learner import CrossEntropy, Learner
-from cnn_experiments.models import simple_cnn
-from cnn_experiments.train import device_name
+from cnn_experiments.models.cnns import simple_cnn
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.training.callbacks import without_host_sync
+from cnn_experiments.training.learner import CrossEntropy, Learner
+from cnn_experiments.training.train import device_name
 
 TARGET = {"cpu": 1.15, "cuda": 1.2}
-MEASURES = ("cnn_experiments/learner.py", "cnn_experiments/callbacks.py", "cnn_experiments/data.py")
+MEASURES = ("cnn_experiments/training/learner.py", "cnn_experiments/training/callbacks.py",
+            "cnn_experiments/data/mnist.py")
 
 
 def sync(device):

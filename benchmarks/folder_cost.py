@@ -16,17 +16,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
+from cnn_experiments.data.folders import sample_folder
 from cnn_experiments.errors import UserError
-from cnn_experiments.executors import default_jobs
-from cnn_experiments.folder import sample_folder
-from cnn_experiments.folder_heads import HEADS, run_heads
-from cnn_experiments.machine import native_bf16
-from cnn_experiments.train import device_name
+from cnn_experiments.own_images.heads import HEADS, run_heads
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.machine import native_bf16
+from cnn_experiments.sweeps.executors import default_jobs
+from cnn_experiments.training.train import device_name
 
 TARGET_MIN = 30
-MEASURES = ("cnn_experiments/folder.py", "cnn_experiments/folder_heads.py", "cnn_experiments/train.py",
-            "cnn_experiments/pretrained.py", "cnn_experiments/callbacks.py", "cnn_experiments/sweep.py")
+MEASURES = ("cnn_experiments/training/folder.py", "cnn_experiments/own_images/heads.py",
+            "cnn_experiments/training/train.py", "cnn_experiments/models/pretrained.py",
+            "cnn_experiments/training/callbacks.py", "cnn_experiments/sweeps/sweep.py")
 
 
 def parser() -> B.Parser:
@@ -58,7 +59,8 @@ def main(a) -> None:
         n = sum(1 for _ in folder.rglob("*.jpg"))
         for size, quick in [(s, False) for s in sizes] + [(s, True) for s in fast_sizes]:
             t0 = time.perf_counter()
-            run_heads(folder, None, HEADS, a.seeds, size, a.epochs, Path(tmp) / f"results_{size}_{quick}", jobs=jobs,
+            run_heads(folder, heads=HEADS, seeds=a.seeds, size=size, epochs=a.epochs,
+                      results=Path(tmp) / f"results_{size}_{quick}", jobs=jobs,
                       precision="bf16" if quick and bf16 else "fp32", channels_last=quick)
             took = (time.perf_counter() - t0) / 60
             (fast if quick else minutes)[size] = took

@@ -20,16 +20,17 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments import stats
 from cnn_experiments.errors import UserError
-from cnn_experiments.store import Store
-from cnn_experiments.sweep import run_sweep
-from cnn_experiments.train import device_name
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.store import Store
+from cnn_experiments.statistics import stats
+from cnn_experiments.sweeps.sweep import run_sweep
+from cnn_experiments.training.train import device_name
 from experiments import pooling
 
 MARGIN = 0.02  # declared: fused within 2 points of held-out accuracy of the same runs made alone
-MEASURES = ("cnn_experiments/fused.py", "cnn_experiments/train.py", "cnn_experiments/callbacks.py")
+MEASURES = ("cnn_experiments/training/fused.py", "cnn_experiments/training/train.py",
+            "cnn_experiments/training/callbacks.py")
 
 
 def parser() -> B.Parser:

@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments import fused, train
-from cnn_experiments.config import Config
-from cnn_experiments.train import device_name
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.config import Config
+from cnn_experiments.training import fused, train
+from cnn_experiments.training.train import device_name
 
 TARGET = {"cpu": 1.5, "cuda": 8.0}
-MEASURES = ("cnn_experiments/fused.py", "cnn_experiments/train.py", "cnn_experiments/learner.py",
-            "cnn_experiments/callbacks.py", "cnn_experiments/data.py")
+MEASURES = ("cnn_experiments/training/fused.py", "cnn_experiments/training/train.py",
+            "cnn_experiments/training/learner.py", "cnn_experiments/training/callbacks.py",
+            "cnn_experiments/data/mnist.py")
 
 
 def parser() -> B.Parser:

@@ -24,16 +24,17 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments import stats
-from cnn_experiments.config import from_row
 from cnn_experiments.errors import UserError
-from cnn_experiments.study import load
-from cnn_experiments.train import build_model, device_name, pinned_threads, tensors
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.config import from_row
+from cnn_experiments.statistics import stats
+from cnn_experiments.studies.study import load
+from cnn_experiments.training.train import build_model, device_name, pinned_threads, tensors
 from experiments import pooling
 
 PROFILE = "confirm"
-MEASURES = ("cnn_experiments/models.py", "cnn_experiments/pooling.py", "cnn_experiments/scenes.py")
+MEASURES = ("cnn_experiments/models/cnns.py", "cnn_experiments/models/pooling.py",
+            "cnn_experiments/data/scenes.py")
 
 
 def one_cycle(opt, lr: float, total: int):

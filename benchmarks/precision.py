@@ -20,19 +20,20 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments import stats
 from cnn_experiments.errors import UserError
-from cnn_experiments.machine import native_bf16
-from cnn_experiments.store import Store
-from cnn_experiments.train import device_name, run, tensors
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.machine import native_bf16
+from cnn_experiments.runs.store import Store
+from cnn_experiments.statistics import stats
+from cnn_experiments.training.train import device_name, run, tensors
 from experiments import pooling
 
 SETTINGS = {"fp32": dict(precision="fp32", channels_last=False), "bf16": dict(precision="bf16", channels_last=False),
             "channels_last": dict(precision="fp32", channels_last=True),
             "bf16 + channels_last": dict(precision="bf16", channels_last=True)}  # whatever the profile declares
 MARGIN = 0.01  # declared: within 1 point of fp32's held-out accuracy, a setting keeps accuracy
-MEASURES = ("cnn_experiments/callbacks.py", "cnn_experiments/train.py", "cnn_experiments/models.py")
+MEASURES = ("cnn_experiments/training/callbacks.py", "cnn_experiments/training/train.py",
+            "cnn_experiments/models/cnns.py")
 
 
 def parser() -> B.Parser:

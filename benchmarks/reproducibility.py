@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments.config import Config
-from cnn_experiments.train import device_name, run
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.config import Config
+from cnn_experiments.training.train import device_name, run
 
 METRICS = ("train_loss", "valid_loss", "accuracy", "auc")
-MEASURES = ("cnn_experiments/train.py", "cnn_experiments/callbacks.py", "cnn_experiments/scenes.py")
+MEASURES = ("cnn_experiments/training/train.py", "cnn_experiments/training/callbacks.py",
+            "cnn_experiments/data/scenes.py")
 
 
 def parser() -> B.Parser:

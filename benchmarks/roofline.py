@@ -33,15 +33,16 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.benchmark import Timer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
 from cnn_experiments.errors import UserError
-from cnn_experiments.fused import Fused
-from cnn_experiments.machine import native_bf16
-from cnn_experiments.models import pooled_cnn
-from cnn_experiments.train import RUN_THREADS, device_name
+from cnn_experiments.models.cnns import pooled_cnn
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.machine import native_bf16
+from cnn_experiments.training.fused import Fused
+from cnn_experiments.training.train import RUN_THREADS, device_name
 
 CHANNELS = (8, 16, 32, 64, 64)
-MEASURES = ("cnn_experiments/models.py", "cnn_experiments/pooling.py", "cnn_experiments/fused.py")
+MEASURES = ("cnn_experiments/models/cnns.py", "cnn_experiments/models/pooling.py",
+            "cnn_experiments/training/fused.py")
 BACKWARD = "autograd::engine::evaluate_function: "  # the profiler's name of one autograd node's backward
 LOSS, OPTIMIZER, REST = "loss (cross-entropy)", "optimizer step (AdamW, zero_grad)", "the rest"
 KINDS = {"conv": "conv", "batch_norm": "BN", "batchnorm": "BN", "relu": "ReLU", "threshold": "ReLU"}  # op name parts

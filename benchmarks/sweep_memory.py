@@ -14,14 +14,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_experiments import benchmark as B
-from cnn_experiments.config import Config
-from cnn_experiments.sweep import run_sweep
-from cnn_experiments.train import device_name
+from cnn_experiments.reports import benchmark as B
+from cnn_experiments.runs.config import Config
+from cnn_experiments.sweeps.sweep import run_sweep
+from cnn_experiments.training.train import device_name
 
 TARGET_MB_PER_10 = 1.0
-MEASURES = ("cnn_experiments/sweep.py", "cnn_experiments/store.py", "cnn_experiments/executors.py",
-            "cnn_experiments/train.py", "cnn_experiments/callbacks.py", "cnn_experiments/learner.py")
+MEASURES = ("cnn_experiments/sweeps/sweep.py", "cnn_experiments/runs/store.py",
+            "cnn_experiments/sweeps/executors.py",
+            "cnn_experiments/training/train.py", "cnn_experiments/training/callbacks.py",
+            "cnn_experiments/training/learner.py")
 
 
 def rss_mb() -> float:

@@ -15,21 +15,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import POOLS as HEADS  # the global pooling heads by name: avg, max, concat (fastai's), avgmax, gem, lse
+# the global pooling heads by name: avg, max, concat (fastai's), avgmax, gem, lse
+from .runs.config import POOLS as HEADS
 
-__all__ = ["HEADS", "compare_heads", "create_head", "global_pool", "head_learner", "pool_head", "study_runs",
-           "verdicts"]
+__all__ = ["HEADS", "compare_heads", "create_head", "global_pool", "head_learner", "pool_head", "sample_folder",
+           "study_runs", "verdicts"]
 
 
 def global_pool(name: str):
     "The global pooling layer called `name` (an nn.Module: (N, C, H, W) -> (N, C * mult, 1, 1))."
-    from .pooling import global_pool
+    from .models.pooling import global_pool
     return global_pool(name)
 
 
 def pool_head(nf: int, n_out: int, pool: str = "avg", p: float = 0.0):
     "The pooling study's head: global pooling `pool` -> flatten -> dropout p -> linear."
-    from .models import head
+    from .models.cnns import head
     return head(nf, n_out, pool, p)
 
 
@@ -39,7 +40,7 @@ def create_head(nf: int, n_out: int, pool: str = "concat", **kwargs):
     (512 for resnet18/34, 1280 for EfficientNet-Lite0). "concat" gives fastai's own head."""
     from fastai.vision.learner import create_head as fastai_create_head
 
-    from .pooling import pool_mult
+    from .models.pooling import pool_mult
     head = fastai_create_head(nf, n_out, concat_pool=pool_mult(pool) == 2, **kwargs)
     head[0] = global_pool(pool)
     return head
@@ -50,29 +51,34 @@ def head_learner(dls, pool: str = "concat", arch: str = "efficientnet_lite0", pr
     """A fastai Learner like `vision_learner(dls, arch)`, its head the suite's: global pooling `pool` -> flatten ->
     dropout `p` -> linear, as the head comparison trains it. Frozen when `pretrained`: call `fine_tune`.
     efficientnet_lite0's ImageNet weights come with the package (no network); resnet18/34's are downloaded."""
-    from .pretrained import learner
+    from .models.pretrained import learner
     return learner(dls, arch, dls.c, pretrained=pretrained, p=p, pool=pool, **kwargs)
 
 
-def compare_heads(folder: Path | str, heads: tuple[str, ...] = ("avg", "max", "concat"), seeds: int = 5,
-                  size: int = 224, epochs: int = 4, arch: str = "efficientnet_lite0", aug: str = "fastbook",
-                  results: Path | str = "folder_results", jobs: int | None = None) -> Path:
+def compare_heads(folder: Path | str, **options) -> Path:
     """`cnn-exp run pooling --data FOLDER` from Python: every head at every seed on a folder of class sub-folders
-    (resuming), each head's model saved; returns the report's path (its first lines answer which head)."""
-    from .executors import default_jobs
-    from .folder_heads import run_heads
-    return run_heads(Path(folder), arch, tuple(heads), seeds, size, epochs, Path(results), "cpu",
-                     jobs or default_jobs("cpu"), aug)
+    (resuming), each head's model saved; returns the report's path (its first lines answer which head). Options,
+    as the command's: heads=("avg", "max", "concat"), seeds=5, arch="efficientnet_lite0", size=224, epochs=4,
+    aug="fastbook", results="folder_results", jobs (default: one per CPU core)."""
+    from .own_images.heads import run_heads
+    return run_heads(folder, **options)
+
+
+def sample_folder(root: Path | str, per_class: int = 12, seed: int = 0) -> Path:
+    """A folder of real photos (crops of four photos that scikit-image ships, a class each) to try the head
+    comparison offline: `compare_heads(sample_folder("photos"))`."""
+    from .data.folders import sample_folder
+    return sample_folder(root, per_class, seed)
 
 
 def study_runs(name: str = "pooling", profile: str | None = None, results: Path | str = "results") -> pd.DataFrame:
     """A committed study's runs as its report reads them: each cell's seed once, with the study's own columns
     (for pooling: arm, cells, map, learned). Trains nothing."""
-    from .study import load
+    from .studies.study import load
     return load(name, profile, Path(results)).labelled
 
 
 def verdicts(name: str = "pooling", profile: str | None = None, results: Path | str = "results") -> pd.DataFrame:
     "A committed study's verdict table: each declared comparison, its estimate, interval, p and outcome."
-    from .study import load
+    from .studies.study import load
     return load(name, profile, Path(results)).table

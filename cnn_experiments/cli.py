@@ -16,13 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-from .config import AUGS
 from .errors import UserError
 from .options import DEVICES, Parser, at_least, positive_int
-from .registry import NAMES, get
+from .runs.config import AUGS
+from .studies.registry import NAMES, get
 
 # the study pipeline, and torch and fastai with it, is imported by the commands that run or report
-FOLDER_RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
 
 
 def parser() -> Parser:
@@ -87,25 +86,27 @@ def run_data(a) -> None:
             raise UserError(f"{option}: does not apply to a folder run (--data); its options are --heads, --seeds, "
                             "--size, --epochs, --arch, --aug, --precision, --channels-last, --jobs, --device, "
                             "--results")
-    results = a.results or FOLDER_RESULTS
+    # only what the user gave: the defaults are run_heads' and run_folder's own
+    given = {k: v for k, v in dict(seeds=a.seeds, arch=a.arch, size=a.size, epochs=a.epochs, results=a.results,
+                                   precision=a.precision).items() if v is not None}
     if a.precision == "bf16" and a.device == "cpu":
-        from .machine import native_bf16
+        from .runs.machine import native_bf16
         if not native_bf16():  # emulated bf16 runs 4-5x slower than fp32 there
             raise UserError("--precision: bf16 needs a CPU with native bf16 (AVX512_BF16 or AMX, or ARM's BF16); "
                             "this one has none, so choose fp32 (--channels-last speeds fp32 on every CPU)")
     if a.name == "pooling":
-        from .folder_heads import HEADS, check_heads, run_heads
-        heads = check_heads(a.heads) if a.heads else HEADS
-        from .executors import default_jobs
-        run_heads(a.data, a.arch, heads, a.seeds or 5, a.size or 224, a.epochs or 4, results, a.device,
-                  a.jobs or default_jobs(a.device), a.aug or "fastbook", a.precision or "fp32", a.channels_last)
+        from .own_images.heads import check_heads, run_heads
+        if a.heads:
+            given["heads"] = check_heads(a.heads)
+        if a.aug:
+            given["aug"] = a.aug
+        run_heads(a.data, device=a.device, jobs=a.jobs, channels_last=a.channels_last, **given)
     elif a.name == "fine_tune":
         if a.heads or a.aug:
             raise UserError(f"{'--heads' if a.heads else '--aug'}: goes with `run pooling --data`; fine_tune "
                             "compares pretraining, not heads, on fastbook's pipeline")
-        from .folder_app import run_folder
-        run_folder(a.data, a.arch, a.epochs or 4, a.size or 224, a.seeds or 1, results, a.device,
-                   a.precision or "fp32", a.channels_last)
+        from .own_images.fine_tune import run_folder
+        run_folder(a.data, device=a.device, channels_last=a.channels_last, **given)
     else:
         raise UserError(f"--data: pooling and fine_tune train on an image folder, not {a.name}")
 
@@ -123,24 +124,24 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError("--arch, --size, --epochs, --heads, --aug, --precision and --channels-last go with "
                                 "--data PATH (one's own images); a profile declares its own precision and layout")
             else:
-                from .study import do_run
+                from .studies.study import do_run
                 do_run(a.name, a.profile or "quick", a.device, a.seeds, a.results or Path("results"), a.jobs, a.fuse,
                        a.executor, a.address)
         elif a.cmd == "report":
-            from .study import do_report
+            from .studies.study import do_report
             do_report(a.name, a.profile, a.results)
         elif a.cmd == "predict":
-            from .export import predict
+            from .own_images.export import predict
             for f, label, prob in predict(a.model, a.images):
                 print(f"{f}\t{label}\t{prob:.4f}")
         elif a.cmd == "power":
-            from .simulate import power
+            from .studies.power import power
             print(power(a.results, a.write, a.simulations))
         elif a.cmd == "reproduce":
-            from .reproduction import reproduce
+            from .studies.reproduction import reproduce
             print(reproduce(a.results, a.into))
         else:
-            from .checks import check
+            from .studies.checks import check
             problems = check(a.results, a.jobs)
             for line in problems:
                 print(line)

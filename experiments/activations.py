@@ -21,11 +21,11 @@ import sys
 
 import pandas as pd
 
-from cnn_experiments import report as R
-from cnn_experiments import search as S
-from cnn_experiments.config import ACTIVATIONS, Config
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.stats import Comparison
+from cnn_experiments.reports import report as R
+from cnn_experiments.runs.config import ACTIVATIONS, Config
+from cnn_experiments.statistics.stats import Comparison
+from cnn_experiments.studies.experiment import Experiment
+from cnn_experiments.sweeps import search as S
 
 TITLE = "activations: does the non-linearity matter?"
 CLAIM = "C8: the activation function is not so important; any non-linearity works fine, but there must be one."

@@ -13,12 +13,12 @@ import sys
 
 import pandas as pd
 
-from cnn_experiments import report as R
-from cnn_experiments import search as S
-from cnn_experiments.config import Config
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.models import receptive_field
-from cnn_experiments.stats import Comparison
+from cnn_experiments.models.cnns import receptive_field
+from cnn_experiments.reports import report as R
+from cnn_experiments.runs.config import Config
+from cnn_experiments.statistics.stats import Comparison
+from cnn_experiments.studies.experiment import Experiment
+from cnn_experiments.sweeps import search as S
 
 TITLE = "cluttered: ten-way cluttered MNIST beside the RAM paper"
 CLAIM = ("Benchmark: the pooling heads on the RAM paper's cluttered MNIST (60x60 with 4 distractors, 100x100 with "

@@ -21,12 +21,12 @@ from functools import cache
 
 import pandas as pd
 
-from cnn_experiments import models
-from cnn_experiments import report as R
-from cnn_experiments import search as S
-from cnn_experiments.config import Config
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.stats import BELOW, Comparison
+from cnn_experiments.models import cnns
+from cnn_experiments.reports import report as R
+from cnn_experiments.runs.config import Config
+from cnn_experiments.statistics.stats import BELOW, Comparison
+from cnn_experiments.studies.experiment import Experiment
+from cnn_experiments.sweeps import search as S
 
 TITLE = "downsampling: does the way down (stride-2 conv, max pool or avg pool) change accuracy, at equal cost?"
 CLAIM = ("C5: a stride-2 convolution, a stride-1 convolution + 2x2 max pool and a stride-1 convolution + 2x2 "
@@ -48,10 +48,10 @@ WIDE = {"MNIST digits": (0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
 
 def cost(cfg: Config) -> tuple[int, int]:
     "Parameters and multiply-accumulates per image of the config's model."
-    from cnn_experiments.train import build_model
+    from cnn_experiments.training.train import build_model
     n_out, side = (10, 28) if cfg.data == "mnist" else (2, cfg.canvas)
     m = build_model(cfg, n_out)
-    return models.n_params(m), models.macs(m, (1, side, side))
+    return cnns.n_params(m), cnns.macs(m, (1, side, side))
 
 
 @cache

@@ -30,12 +30,12 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from cnn_experiments import report as R
-from cnn_experiments import search as S
-from cnn_experiments import stats
-from cnn_experiments.config import Config
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.stats import Comparison
+from cnn_experiments.reports import report as R
+from cnn_experiments.runs.config import Config
+from cnn_experiments.statistics import stats
+from cnn_experiments.statistics.stats import Comparison
+from cnn_experiments.studies.experiment import Experiment
+from cnn_experiments.sweeps import search as S
 
 TITLE = "dropout: does more dropout trade fit to the training data for generalisation?"
 CLAIM = ("C7: a larger dropout will improve generalisation, but a smaller dropout will improve performance "
@@ -254,7 +254,7 @@ def mask_figure(p: float = 0.5):
     "The lesson's picture: an activation map, a uniform random map, the mask (values under p dropped), the product."
     import matplotlib.pyplot as plt
 
-    from cnn_experiments.data import mnist_embedded
+    from cnn_experiments.data.mnist import mnist_embedded
     from experiments.edge_filter import edge_maps
     act = edge_maps(mnist_embedded().x_valid[:1])[1][0, 0]
     rand, mask = dropout_mask(act.shape, p)

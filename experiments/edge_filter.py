@@ -14,9 +14,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from cnn_experiments.data import mnist_embedded
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.kernels import TOP_EDGE, edge_match
+from cnn_experiments.data.mnist import mnist_embedded
+from cnn_experiments.models.kernels import TOP_EDGE, edge_match
+from cnn_experiments.studies.experiment import Experiment
 
 TITLE = "edge_filter: does a hand-made kernel find top edges, and does a CNN learn such kernels?"
 CLAIM = ("C1: a 3x3 'top edge' kernel slid over an image gives large outputs on horizontal top edges "
@@ -69,8 +69,8 @@ def figure(x: torch.Tensor):
 
 def learned(ctx) -> tuple[list[str], str]:
     "mnist_scratch's learned kernels against the same kernels at initialisation (its most thorough profile)."
-    from cnn_experiments import stats
-    from cnn_experiments.store import Store
+    from cnn_experiments.runs.store import Store
+    from cnn_experiments.statistics import stats
     from experiments import mnist_scratch as M
     store = Store(ctx.results / "mnist_scratch" / "runs.csv")
     runs = store.read().rows

@@ -1,7 +1,7 @@
 """Claim C4: a pretrained network fine-tuned with `Learner.fine_tune` beats training from scratch, most with few labels.
 
     cnn-exp run fine_tune --profile medium       # = python -m experiments.fine_tune --profile medium
-    cnn-exp run fine_tune --data bears           # fastbook's bear classifier on your own photos (folder_app.py)
+    cnn-exp run fine_tune --data bears           # fastbook's bear classifier on your own photos (own_images/)
 
 Tested on grey digits, transfer from ImageNet: EfficientNet-Lite0 with real ImageNet weights, from 1 to 50
 labelled digits per class. Methods: fastai's `fine_tune` as it is; the same with the body's batchnorm statistics
@@ -26,13 +26,13 @@ import sys
 
 import pandas as pd
 
-from cnn_experiments import report as R
-from cnn_experiments import search as S
-from cnn_experiments import stats
-from cnn_experiments.config import Config
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.pretrained import OFFLINE
-from cnn_experiments.stats import Comparison
+from cnn_experiments.models.pretrained import OFFLINE
+from cnn_experiments.reports import report as R
+from cnn_experiments.runs.config import Config
+from cnn_experiments.statistics import stats
+from cnn_experiments.statistics.stats import Comparison
+from cnn_experiments.studies.experiment import Experiment
+from cnn_experiments.sweeps import search as S
 
 TITLE = "fine_tune: does fine-tuning a pretrained body beat training from scratch, most with few labels?"
 CLAIM = ("C4: a pretrained network fine-tuned with `Learner.fine_tune` beats training from scratch, most with "
@@ -93,7 +93,7 @@ def rates(profile: str, method: str) -> tuple[float, ...]:
 
 
 def grow(profile: str) -> int:
-    "Steps a grid grows past an edge choice (search.py)."
+    "Steps a grid grows past an edge choice (cnn_experiments/sweeps/search.py)."
     return PROFILES[profile].get("grow", 0)
 
 

@@ -24,12 +24,12 @@ import sys
 import pandas as pd
 import torch
 
-from cnn_experiments import report as R
-from cnn_experiments.config import Config
-from cnn_experiments.data import HELD_OUT_PER_CLASS
-from cnn_experiments.experiment import Experiment
-from cnn_experiments.kernels import edge_match
-from cnn_experiments.stats import BELOW, Comparison
+from cnn_experiments.data.mnist import HELD_OUT_PER_CLASS
+from cnn_experiments.models.kernels import edge_match
+from cnn_experiments.reports import report as R
+from cnn_experiments.runs.config import Config
+from cnn_experiments.statistics.stats import BELOW, Comparison
+from cnn_experiments.studies.experiment import Experiment
 
 TITLE = "mnist_scratch: does fastbook chapter 13's CNN learn MNIST from scratch, helped by batchnorm and 1cycle?"
 CLAIM = ("C2, C3: a CNN of stride-2 convolutions classifies MNIST well; batchnorm and the 1cycle schedule "
@@ -75,7 +75,7 @@ def init_kernels(cfg: Config) -> torch.Tensor:
     "The first-layer kernels a run starts from: the same seed and model as its Learner builds."
     from fastai.torch_core import set_seed
 
-    from cnn_experiments.train import build_model
+    from cnn_experiments.training.train import build_model
     set_seed(cfg.seed, reproducible=True)
     return build_model(cfg, 10).state_dict()[FIRST_CONV][:, 0].clone()
 
@@ -89,7 +89,7 @@ def label(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
 
 def with_kernels(runs: pd.DataFrame, store) -> pd.DataFrame:
     "The runs with their kernels' edge match, and the best setting's runs again at initialisation."
-    from cnn_experiments.config import from_row
+    from cnn_experiments.runs.config import from_row
     rows = []
     for r in runs.to_dict("records"):
         learned = store.weights(r["run_id"])[FIRST_CONV][:, 0]
@@ -145,7 +145,7 @@ MATCHED = {"supported": f"{KERNELS} better than at initialisation",
 def kernels_figure(ctx, runs: pd.DataFrame, table: pd.DataFrame | None = None) -> str:
     import matplotlib.pyplot as plt
     r = runs[runs["setting"] == BEST].sort_values("seed").iloc[0]
-    from cnn_experiments.config import from_row
+    from cnn_experiments.runs.config import from_row
     rows = [("trained", ctx.store.weights(r["run_id"])[FIRST_CONV][:, 0]), ("at init", init_kernels(from_row(r)))]
     fig, axs = plt.subplots(2, 8, figsize=(12.2, 3.4))
     for i, (name, w) in enumerate(rows):

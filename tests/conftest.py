@@ -4,7 +4,7 @@ import matplotlib
 import pytest
 import torch
 
-from cnn_experiments.config import Config
+from cnn_experiments.runs.config import Config
 
 matplotlib.use("Agg")
 os.environ["CNN_EXP_PROGRESS"] = "0"  # no progress bars in tests
@@ -18,5 +18,5 @@ TINY_SCENES = Config(data="scenes", arch="pooled_cnn", canvas=32, channels=(4, 8
 
 @pytest.fixture(scope="session")
 def digits():
-    from cnn_experiments.data import mnist_embedded
+    from cnn_experiments.data.mnist import mnist_embedded
     return mnist_embedded()

@@ -8,7 +8,7 @@ from fastai.vision.all import ImageDataLoaders, Resize, resnet18, vision_learner
 from fastai.vision.learner import create_head as fastai_create_head
 
 from cnn_experiments import api
-from cnn_experiments.pooling import POOLS
+from cnn_experiments.models.pooling import POOLS
 from tests.test_fine_tune import make_folder
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cnn_experiments import checks, cli
-from cnn_experiments.report import text_only
-from cnn_experiments.reproduction import reproduce
+from cnn_experiments import cli
+from cnn_experiments.reports.report import text_only
+from cnn_experiments.studies import checks
+from cnn_experiments.studies.reproduction import reproduce
 from experiments import pooling as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,8 @@ def test_a_benchmark_measured_before_a_change_to_its_code_is_stale(tmp_path):
 def test_a_report_without_runs_reads_the_same_on_another_day_and_commit(monkeypatch):
     import pandas as pd
 
-    from cnn_experiments import report, store
+    from cnn_experiments.reports import report
+    from cnn_experiments.runs import store
     texts = []
     for date, rev in (("2026-01-01T09:00:00", "1111111"), ("2027-06-30T18:00:00", "2222222")):
         monkeypatch.setattr(store, "provenance", lambda d=date, r=rev: dict(
@@ -100,7 +102,7 @@ def test_a_report_without_runs_reads_the_same_on_another_day_and_commit(monkeypa
 
 
 def test_the_benchmarks_doc_quotes_a_result_up_to_its_first_clause_with_brackets_whole(tmp_path):
-    from cnn_experiments import publish
+    from cnn_experiments.reports import publish
     (tmp_path / "results" / "benchmarks").mkdir(parents=True)
     (tmp_path / "results" / "benchmarks" / "grid.md").write_text(
         "**Result:** 66 runs in 4.5 min (14.7 per minute; 3.2 s each); 0 of 33 cells equivalent.\n")
@@ -127,7 +129,7 @@ def test_the_results_table_has_a_row_per_arm_and_the_check_covers_it(results):
 def test_a_benchmark_writes_into_the_git_ignored_folder_unless_told_to_publish():
     from argparse import Namespace
 
-    from cnn_experiments.benchmark import BENCHMARKS, PUBLISHED, benchmark_file
+    from cnn_experiments.reports.benchmark import BENCHMARKS, PUBLISHED, benchmark_file
     assert benchmark_file("roofline_cpu", Namespace(out="", publish=False)) == BENCHMARKS / "roofline_cpu.md"
     assert benchmark_file("roofline_cpu", Namespace(out="", publish=True)) == PUBLISHED / "roofline_cpu.md"
     assert benchmark_file("roofline_cpu", Namespace(out="x/y.md", publish=True)) == Path("x/y.md")

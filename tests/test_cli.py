@@ -4,7 +4,8 @@ import sys
 import pytest
 import torch
 
-from cnn_experiments import cli, study
+from cnn_experiments import cli
+from cnn_experiments.studies import study
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -51,7 +52,7 @@ def test_experiments_run_as_modules_with_the_same_one_line_errors():
 
 
 def test_list_names_every_experiment_and_its_claim(capsys):
-    from cnn_experiments.registry import NAMES, get
+    from cnn_experiments.studies.registry import NAMES, get
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out and get(name).claim[:30] in out for name in NAMES)
@@ -66,7 +67,7 @@ def test_a_report_needs_runs_except_edge_filters(tmp_path, capsys):
 
 def test_profiles_that_share_cells_share_their_runs(monkeypatch, tmp_path, capsys):
     "mnist_scratch's quick and full profiles run the same cells, 2 and (here) 3 seeds: full makes only the 1 more."
-    from cnn_experiments.report import text_only
+    from cnn_experiments.reports.report import text_only
     from experiments import mnist_scratch as M
     monkeypatch.setattr(M, "BASE", M.BASE.replace(n_train=64))
     monkeypatch.setitem(M.PROFILES, "full", {**M.PROFILES["full"], "seeds": 3})

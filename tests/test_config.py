@@ -1,7 +1,7 @@
 import pytest
 
-from cnn_experiments.config import Config, from_row, to_row
 from cnn_experiments.errors import UserError
+from cnn_experiments.runs.config import Config, from_row, to_row
 from tests.conftest import TINY
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnn_experiments import data as D
-from cnn_experiments.config import Config
+from cnn_experiments.data import mnist as D
+from cnn_experiments.runs.config import Config
 from tests.conftest import TINY, TINY_SCENES
 
 
@@ -85,7 +85,7 @@ def test_a_stratified_subset_has_every_class_equally_and_grows_by_inclusion(digi
 
 
 def test_vary_data_draws_a_new_labelled_subset_per_seed(digits):
-    from cnn_experiments.train import tensors
+    from cnn_experiments.training.train import tensors
     y = digits.y_train
     fixed, a, b = D.stratified(y, 50), D.stratified(y, 50, run_seed=0), D.stratified(y, 50, run_seed=1)
     assert torch.equal(a, D.stratified(y, 50, run_seed=0)) and not torch.equal(a, b)

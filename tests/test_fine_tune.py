@@ -8,12 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_experiments import cli, export
-from cnn_experiments import folder as F
-from cnn_experiments import pretrained as P
-from cnn_experiments.config import Config
-from cnn_experiments.data import DataError
-from cnn_experiments.train import fit, learner
+from cnn_experiments import cli
+from cnn_experiments.data import folders as F
+from cnn_experiments.errors import DataError
+from cnn_experiments.models import pretrained as P
+from cnn_experiments.own_images import export
+from cnn_experiments.runs.config import Config
+from cnn_experiments.training import folder as T
+from cnn_experiments.training.train import fit, learner
 from experiments import fine_tune as FT
 
 COLOURS = {"grizzly": (150, 90, 40), "black": (25, 25, 25), "teddy": (230, 200, 150)}
@@ -255,7 +257,7 @@ def test_sample_folder_of_real_photos_passes_the_check(tmp_path):
 
 
 def test_label_study_runs_end_to_end_and_reports(monkeypatch, tmp_path):
-    from cnn_experiments import data as D
+    from cnn_experiments.data import mnist as D
     monkeypatch.setitem(FT.PROFILES, "quick", dict(seeds=1, per_class=(1,), px=32, search=False))
     monkeypatch.setattr(FT, "STEPS", 2)  # 3 epochs of 10 digits a run: the pipeline, not the numbers
     d = D.mnist_embedded()
@@ -292,11 +294,11 @@ def test_a_folder_run_enters_fastais_distrib_ctx_only_under_a_launcher(monkeypat
     monkeypatch.setattr(Learner, "distrib_ctx", recorder)
     learn = learner(Config(data="mnist", n_train=64, bs=32))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    with F.distributed(learn):
+    with T.distributed(learn):
         pass
     assert entered == []
     monkeypatch.setenv("WORLD_SIZE", "2")  # as `accelerate launch --num_processes 2` sets it
-    with F.distributed(learn) as ctx:
+    with T.distributed(learn) as ctx:
         assert ctx is learn
     assert entered == [learn]
 

@@ -12,10 +12,16 @@ import torch
 from PIL import Image
 
 from cnn_experiments import cli
-from cnn_experiments import folder as F
-from cnn_experiments import folder_heads as H
+from cnn_experiments.data import folders as F
+from cnn_experiments.errors import DataError
+from cnn_experiments.own_images import heads as H
+from cnn_experiments.training import folder as T
 from tests.test_fine_tune import make_folder
 
+
+def configs(fold, heads, seeds, arch, size, epochs, precision="fp32", channels_last=False):
+    "The head comparison's configs on the CPU with fastbook's augmentation."
+    return H.configs(fold, heads, seeds, arch, size, epochs, "cpu", "fastbook", precision, channels_last)
 
 def test_a_folder_is_known_by_its_content_not_its_path(tmp_path):
     root = make_folder(tmp_path / "a" / "bears", per_class=4)
@@ -28,8 +34,8 @@ def test_a_folder_is_known_by_its_content_not_its_path(tmp_path):
     (root / "black" / "0.jpg").write_bytes((root / "black" / "1.jpg").read_bytes())
     changed = F.folder_id(F.check_folder(root))
     assert len({first, renamed, changed}) == 3
-    cfgs = H.configs(F.check_folder(root), "efficientnet_lite0", ("avg", "max"), 2, 32, 1)
-    elsewhere = H.configs(F.check_folder(moved), "efficientnet_lite0", ("avg", "max"), 2, 32, 1)
+    cfgs = configs(F.check_folder(root), ("avg", "max"), 2, "efficientnet_lite0", 32, 1)
+    elsewhere = configs(F.check_folder(moved), ("avg", "max"), 2, "efficientnet_lite0", 32, 1)
     assert {c.run_id for c in cfgs}.isdisjoint(c.run_id for c in elsewhere)  # other content: other runs
     assert len({c.run_id for c in cfgs}) == 4 and {c.seed for c in cfgs} == {0, 1} and all(c.vary_data for c in cfgs)
 
@@ -42,10 +48,10 @@ def test_a_folder_with_its_own_valid_split_keeps_it(tmp_path):
     assert {fold.label(f) for f in fold.files} == {"black", "grizzly"}
     dls = F.folder_dls(fold, size=32, bs=4)
     assert len(dls.valid_ds) == 4 and all(f.parts[-3] == "valid" for f in dls.valid_ds.items)
-    assert not any(c.vary_data for c in H.configs(fold, "efficientnet_lite0", ("avg", "max"), 1, 32, 1))
+    assert not any(c.vary_data for c in configs(fold, ("avg", "max"), 1, "efficientnet_lite0", 32, 1))
     make_folder(tmp_path / "odd" / "train", per_class=3, classes=("black", "grizzly"))
     make_folder(tmp_path / "odd" / "valid", per_class=3, classes=("black", "teddy"))
-    with pytest.raises(F.DataError, match="train/ has classes black, grizzly but valid/ has black, teddy"):
+    with pytest.raises(DataError, match="train/ has classes black, grizzly but valid/ has black, teddy"):
         F.check_folder(tmp_path / "odd")
 
 
@@ -66,7 +72,7 @@ def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_
     for name in ("cams.png", "confusion_matrices.png", "top_losses.png"):
         assert (out / name).stat().st_size > 0
     # the maps' thumbnails are the validation images as they were (denormalised), not the network's inputs
-    from cnn_experiments.store import Store
+    from cnn_experiments.runs.store import Store
     store = Store(out / "runs.csv")
     first = store.read().rows.iloc[0]
     thumbs = store.weights(first["run_id"])["extra.cam_images"].float()
@@ -77,7 +83,7 @@ def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_
     # each head's model predicts what its run predicted: on the first seed's validation images (the saved models are
     # seed 0's), `cnn-exp predict` gives the confusion matrix the run recorded (weights, head, vocab order, pipeline)
     fold = F.check_folder(root)
-    cfgs = H.configs(fold, "efficientnet_lite0", ("avg", "max"), 1, 48, 1)
+    cfgs = configs(fold, ("avg", "max"), 1, "efficientnet_lite0", 48, 1)
     valid = [str(f) for f in F.folder_dls(fold, size=48, seed=F.split_seed(cfgs[0])).valid_ds.items]
     assert cli.main(["predict", str(out / "model_avg.safetensors"), *valid]) == 0
     said = {"avg": capsys.readouterr().out}
@@ -117,7 +123,7 @@ def test_folder_options_that_cannot_apply_are_one_line_errors(argv, match, capsy
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_a_one_line_error(monkeypatch, capsys):
-    from cnn_experiments import machine
+    from cnn_experiments.runs import machine
     monkeypatch.setattr(machine, "native_bf16", lambda: False)
     assert cli.main(["run", "pooling", "--data", "x", "--precision", "bf16"]) == 2
     err = capsys.readouterr().err
@@ -125,7 +131,7 @@ def test_bf16_on_a_cpu_without_native_bf16_is_a_one_line_error(monkeypatch, caps
 
 
 def test_a_body_from_scratch_compares_its_heads_and_predicts(tmp_path, capsys, monkeypatch):
-    from cnn_experiments import machine
+    from cnn_experiments.runs import machine
     monkeypatch.setattr(machine, "native_bf16", lambda: True)  # bf16 is refused where the CPU emulates it
     root = make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly"))
     res = tmp_path / "mine"
@@ -142,13 +148,13 @@ def test_a_body_from_scratch_compares_its_heads_and_predicts(tmp_path, capsys, m
 
 
 def test_a_folder_runs_learner_takes_its_precision_and_layout(tmp_path):
-    from cnn_experiments.callbacks import Autocast
+    from cnn_experiments.training.callbacks import Autocast
     fold = F.check_folder(make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly")))
-    plain, fast = (H.configs(fold, "pooled_cnn", ("avg", "max"), 1, 32, 1, precision=p, channels_last=c)[0]
+    plain, fast = (configs(fold, ("avg", "max"), 1, "pooled_cnn", 32, 1, precision=p, channels_last=c)[0]
                    for p, c in (("fp32", False), ("bf16", True)))
     assert plain.run_id != fast.run_id  # a setting that changes the numbers is part of the run's identity
     for cfg, want in ((plain, False), (fast, True)):
-        learn = F.learner(cfg, progress=False)
+        learn = T.learner(cfg, progress=False)
         conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
         assert any(isinstance(cb, Autocast) for cb in learn.cbs) == want
         assert conv.weight.is_contiguous(memory_format=torch.channels_last) == want
@@ -160,8 +166,9 @@ def test_the_folder_path_finds_the_studys_direction_on_the_studys_own_scenes(tmp
     finds on the same scenes (an object of 1.25 cells, where avg learns and max mostly does not). One seed a head:
     at these 1,200 scenes avg led max by 0.12 to 0.33 at every one of seeds 0-7, through the folder (4 epochs) and
     built in alike; with fewer scenes (600, 800) or epochs (3) the folder's avg failed to learn at some seeds."""
-    from cnn_experiments import scenes, train
-    from cnn_experiments.store import Store
+    from cnn_experiments.data import scenes
+    from cnn_experiments.runs.store import Store
+    from cnn_experiments.training import train
     from experiments.pooling import base
     canvas, obj, n = 32, 10, 1200
     (xt, yt, _), (xv, yv, _) = scenes.scenes_for(canvas, obj, -1, 3, "binary", n)

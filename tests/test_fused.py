@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from cnn_experiments import fused, train
-from cnn_experiments.config import Config
 from cnn_experiments.errors import UserError
-from cnn_experiments.models import pooled_cnn, simple_cnn
+from cnn_experiments.models.cnns import pooled_cnn, simple_cnn
+from cnn_experiments.runs.config import Config
+from cnn_experiments.training import fused, train
 
 
 def members(make, k=3):
@@ -85,7 +85,7 @@ def test_members_that_differ_by_head_and_rate_repeat_their_own_runs():
 
 
 def test_a_sweep_fuses_a_column_of_a_grid():
-    from cnn_experiments.sweep import units
+    from cnn_experiments.sweeps.sweep import units
     base = Config(data="scenes", arch="pooled_cnn", canvas=32, channels=(8, 16), n_scenes=256)
     grid = [base.replace(pool=p, lr=lr, seed=s) for p in ("avg", "max") for lr in (1e-3, 1e-2) for s in (0, 1)]
     other = base.replace(obj_size=16)  # other data: another model

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cnn_experiments import fused, train
+from cnn_experiments.training import fused, train
 from tests.conftest import TINY, TINY_SCENES
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -11,9 +11,9 @@ import time
 
 import torch
 
-from cnn_experiments import study  # noqa: F401  (what `run` imports: torch, fastai; once, here, before forking)
 from cnn_experiments.cli import main
-from cnn_experiments.store import Store
+from cnn_experiments.runs.store import Store
+from cnn_experiments.studies import study  # noqa: F401  (what `run` imports: torch, fastai; once, here, before forking)
 from experiments import mnist_scratch
 
 N_TRAIN = 64  # digits per run: one batch an epoch
@@ -103,7 +103,7 @@ def test_a_sweep_survives_sigkill_and_sigint_and_resumes_exactly_once(tmp_path, 
 POOL_SCRIPT = """import os, sys, time, types
 for name in ("folder", "fused", "train"):
     sys.modules["cnn_experiments." + name] = types.ModuleType(name)
-from cnn_experiments import executors
+from cnn_experiments.sweeps import executors
 
 def print_pid_and_sleep(_):
     os.write(1, b"%d\\n" % os.getpid())  # one write: the two workers' lines cannot interleave

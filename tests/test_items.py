@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cnn_experiments.stats import NO_ITEMS, Comparison, compare, heldout_item_var, markdown
-from cnn_experiments.store import Store, StoreError
-from cnn_experiments.sweep import run_sweep
+from cnn_experiments.errors import StoreError
+from cnn_experiments.runs.store import Store
+from cnn_experiments.statistics.stats import NO_ITEMS, Comparison, compare, heldout_item_var, markdown
+from cnn_experiments.sweeps.sweep import run_sweep
 from tests.conftest import TINY
 
 GRID = [TINY.replace(seed=s) for s in range(2)]
@@ -28,7 +29,7 @@ def swept(tmp_path_factory):
 # --- the store ----------------------------------------------------------------------------------------------------
 
 def test_every_run_of_a_sweep_stores_its_held_out_items_in_the_held_out_sets_order(swept):
-    from cnn_experiments.train import tensors
+    from cnn_experiments.training.train import tensors
     n = len(tensors(TINY).y_valid)
     for store in swept:
         rows, items = store.read().rows, store.items()
@@ -111,12 +112,13 @@ def test_a_changed_row_is_left_out(tmp_path, swept):
 
 
 def test_a_folder_run_gives_its_validation_items(tmp_path):
-    from cnn_experiments import folder as F
-    from cnn_experiments import folder_heads as H
+    from cnn_experiments.data import folders as F
+    from cnn_experiments.own_images import heads as H
+    from cnn_experiments.training import folder as T
     from tests.test_fine_tune import make_folder
     fold = F.check_folder(make_folder(tmp_path / "parts", per_class=4, classes=("black", "grizzly")))
-    cfg = H.configs(fold, "pooled_cnn", ("avg",), 1, 32, 1)[0]
-    r = F.result(cfg, progress=False)
+    cfg = H.configs(fold, ("avg",), 1, "pooled_cnn", 32, 1, "cpu", "fastbook", "fp32", False)[0]
+    r = T.result(cfg, progress=False)
     assert r.items.dtype == bool and len(r.items) == int(F.VALID_PCT * len(fold.files))
     assert r.items.mean() == pytest.approx(r.metrics["accuracy"], abs=1e-7)
 
@@ -220,7 +222,7 @@ def test_heldout_items_is_declared_only_where_it_applies(kw):
 
 
 def test_a_report_reads_the_items_of_its_own_runs(swept):
-    from cnn_experiments import report
+    from cnn_experiments.reports import report
     store = swept[0]
     runs = store.read().rows
     ctx = report.Context(runs, store, store.folder, "quick")

@@ -18,24 +18,21 @@ PACKAGES = ("cnn_experiments", "experiments", "benchmarks")
 # top to bottom: a module may import modules of its own layer and of the layers below it
 LAYERS = [
     ("entry points", ["cnn_experiments.cli", "experiments.*.__main__", "benchmarks.*"]),
-    ("commands over the studies, and the Python API", ["cnn_experiments.api", "cnn_experiments.checks",
-                                                       "cnn_experiments.reproduction", "cnn_experiments.simulate"]),
-    ("the study pipeline and its registry", ["cnn_experiments.study", "cnn_experiments.registry"]),
-    ("studies: the experiments and the own-images comparisons",
-     ["experiments", "experiments.*", "cnn_experiments.folder_app", "cnn_experiments.folder_heads"]),
-    ("the interface a study fills in", ["cnn_experiments.experiment"]),
-    ("reports", ["cnn_experiments.report", "cnn_experiments.publish", "cnn_experiments.benchmark"]),
-    ("runs: sweeps, executors, the search", ["cnn_experiments.sweep", "cnn_experiments.executors",
-                                            "cnn_experiments.search"]),
-    ("training", ["cnn_experiments.train", "cnn_experiments.fused", "cnn_experiments.folder",
-                  "cnn_experiments.learner", "cnn_experiments.callbacks", "cnn_experiments.export",
-                  "cnn_experiments.probes", "cnn_experiments.cams"]),
-    ("models and data", ["cnn_experiments.models", "cnn_experiments.pooling", "cnn_experiments.pretrained",
-                         "cnn_experiments.kernels", "cnn_experiments.data", "cnn_experiments.scenes"]),
-    ("foundations: config, statistics, files, the results store",
-     ["cnn_experiments", "cnn_experiments.config", "cnn_experiments.errors", "cnn_experiments.files",
-      "cnn_experiments.lock", "cnn_experiments.machine", "cnn_experiments.store", "cnn_experiments.stats",
-      "cnn_experiments.exact", "cnn_experiments.progress", "cnn_experiments.options"]),
+    ("commands over the studies, and the Python API",
+     ["cnn_experiments.api", "cnn_experiments.studies.checks", "cnn_experiments.studies.reproduction",
+      "cnn_experiments.studies.power"]),
+    ("the study pipeline and its registry", ["cnn_experiments.studies.study", "cnn_experiments.studies.registry"]),
+    ("the experiments, and the comparisons on a user's own images",
+     ["experiments", "experiments.*", "cnn_experiments.own_images", "cnn_experiments.own_images.*"]),
+    ("the interface an experiment fills in", ["cnn_experiments.studies", "cnn_experiments.studies.experiment"]),
+    ("reports", ["cnn_experiments.reports", "cnn_experiments.reports.*"]),
+    ("sweeps: many runs, their executors, the rate search", ["cnn_experiments.sweeps", "cnn_experiments.sweeps.*"]),
+    ("training one run", ["cnn_experiments.training", "cnn_experiments.training.*"]),
+    ("models and data", ["cnn_experiments.models", "cnn_experiments.models.*", "cnn_experiments.data",
+                         "cnn_experiments.data.*"]),
+    ("foundations: a run's config and store, statistics, errors, options",
+     ["cnn_experiments", "cnn_experiments.runs", "cnn_experiments.runs.*", "cnn_experiments.statistics",
+      "cnn_experiments.statistics.*", "cnn_experiments.errors", "cnn_experiments.options"]),
 ]
 ENTRY = LAYERS[0][1]  # only an entry point imports an entry point (`python -m experiments.pooling` runs the CLI)
 
@@ -151,20 +148,21 @@ def test_the_imports_form_no_circle_run_time_ones_included():
 def test_the_walk_sees_function_level_imports_and_import_module():
     "The contract is only as good as what it reads: a late import and a registry's import_module are found."
     g = graph()
-    assert "cnn_experiments.report" in g["cnn_experiments.study"]
-    assert {"experiments.pooling", "experiments.dropout"} <= g["cnn_experiments.registry"]
+    assert "cnn_experiments.reports.report" in g["cnn_experiments.studies.study"]
+    assert {"experiments.pooling", "experiments.dropout"} <= g["cnn_experiments.studies.registry"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 @pytest.mark.parametrize("source, expected", [
-    ("def f():\n    from .study import do_run\n", {"cnn_experiments.study"}),
-    ("if __name__ == '__main__':\n    from .cli import main\n", set()),
-    ("from . import stats as S\n", {"cnn_experiments.stats"}),
-    ("from .stats import Comparison\n", {"cnn_experiments.stats"}),
-    ("from . import __version__\n", {"cnn_experiments"}),
+    ("def f():\n    from .study import do_run\n", {"cnn_experiments.studies.study"}),
+    ("if __name__ == '__main__':\n    from ..cli import main\n", set()),
+    ("from ..statistics import stats as S\n", {"cnn_experiments.statistics.stats"}),
+    ("from ..statistics.stats import Comparison\n", {"cnn_experiments.statistics.stats"}),
+    ("from .. import __version__\n", {"cnn_experiments"}),
 ])
 def test_an_import_is_resolved_wherever_it_is_written(tmp_path, source, expected):
     f = tmp_path / "mod.py"
     f.write_text(source)
-    known = {"cnn_experiments", "cnn_experiments.study", "cnn_experiments.cli", "cnn_experiments.stats"}
-    assert imports("cnn_experiments.mod", f, known) == expected
+    known = {"cnn_experiments", "cnn_experiments.studies.study", "cnn_experiments.cli",
+             "cnn_experiments.statistics.stats"}
+    assert imports("cnn_experiments.studies.mod", f, known) == expected

@@ -5,11 +5,11 @@ from fastai.callback.core import Callback
 from fastai.losses import CrossEntropyLossFlat
 from fastcore.basics import noop
 
-from cnn_experiments import data as D
-from cnn_experiments import train
-from cnn_experiments.learner import CrossEntropy, Learner
-from cnn_experiments.models import simple_cnn
-from cnn_experiments.train import Config
+from cnn_experiments.data import mnist as D
+from cnn_experiments.models.cnns import simple_cnn
+from cnn_experiments.training import train
+from cnn_experiments.training.learner import CrossEntropy, Learner
+from cnn_experiments.training.train import Config
 
 
 def test_a_run_gives_fastais_numbers_bit_for_bit(monkeypatch):

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cnn_experiments import machine, report
+from cnn_experiments.reports import report
+from cnn_experiments.runs import machine
 
 X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -1,26 +1,26 @@
 import pytest
 import torch
 
-from cnn_experiments import models
 from cnn_experiments.errors import UserError
-from cnn_experiments.pooling import POOLS, global_pool, pool_mult
+from cnn_experiments.models import cnns
+from cnn_experiments.models.pooling import POOLS, global_pool, pool_mult
 
 
 def test_simple_cnn_gives_ten_logits():
-    assert models.simple_cnn()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
-    assert len([m for m in models.simple_cnn(bn=False).modules() if isinstance(m, torch.nn.BatchNorm2d)]) == 0
+    assert cnns.simple_cnn()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert len([m for m in cnns.simple_cnn(bn=False).modules() if isinstance(m, torch.nn.BatchNorm2d)]) == 0
 
 
-@pytest.mark.parametrize("down", models.DOWNS)
-@pytest.mark.parametrize("act", list(models.ACTIVATIONS))
+@pytest.mark.parametrize("down", cnns.DOWNS)
+@pytest.mark.parametrize("act", list(cnns.ACTIVATIONS))
 def test_every_way_down_and_activation_keeps_the_map_size(down, act):
-    assert models.simple_cnn(act=act, down=down)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    assert models.body((4, 8, 8, 8, 8), act=act, down=down)(torch.randn(1, 1, 224, 224)).shape[-2:] == (7, 7)
+    assert cnns.simple_cnn(act=act, down=down)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert cnns.body((4, 8, 8, 8, 8), act=act, down=down)(torch.randn(1, 1, 224, 224)).shape[-2:] == (7, 7)
 
 
 @pytest.mark.parametrize("pool", list(POOLS))
 def test_pooling_head_output_shape(pool):
-    m = models.pooled_cnn((4, 8, 16), n_out=2, pool=pool, p=0.5)
+    m = cnns.pooled_cnn((4, 8, 16), n_out=2, pool=pool, p=0.5)
     assert m(torch.randn(5, 1, 64, 64)).shape == (5, 2)
     assert m[1][-1].in_features == 16 * pool_mult(pool)
 
@@ -54,12 +54,12 @@ def test_unknown_pool_names_the_choices():
 
 def test_macs_count_convolutions_and_linear_layers():
     conv = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 5, stride=2, padding=2))
-    assert models.macs(conv, (1, 28, 28)) == 14 * 14 * 8 * 25
+    assert cnns.macs(conv, (1, 28, 28)) == 14 * 14 * 8 * 25
     head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
-    assert models.macs(head, (3, 2, 2)) == 12 * 3
+    assert cnns.macs(head, (3, 2, 2)) == 12 * 3
 
 
 def test_width_multiplies_every_stage_and_the_receptive_field_covers_a_digit():
-    assert models.widen((8, 16, 32), 2.1) == (17, 34, 67)
-    assert models.n_params(models.simple_cnn(width=2)) > 3 * models.n_params(models.simple_cnn())
-    assert [models.receptive_field(k) for k in (1, 2, 3, 4)] == [5, 9, 17, 33]  # four stages see a 28 px digit
+    assert cnns.widen((8, 16, 32), 2.1) == (17, 34, 67)
+    assert cnns.n_params(cnns.simple_cnn(width=2)) > 3 * cnns.n_params(cnns.simple_cnn())
+    assert [cnns.receptive_field(k) for k in (1, 2, 3, 4)] == [5, 9, 17, 33]  # four stages see a 28 px digit

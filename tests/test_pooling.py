@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnn_experiments import cli, probes, stats, train
-from cnn_experiments.config import POOLS, to_row
-from cnn_experiments.publish import verdicts_of
-from cnn_experiments.report import text_only
+from cnn_experiments import cli
+from cnn_experiments.reports.publish import verdicts_of
+from cnn_experiments.reports.report import text_only
+from cnn_experiments.runs.config import POOLS, to_row
+from cnn_experiments.statistics import stats
+from cnn_experiments.training import probes, train
 from experiments import pooling as P
 
 

@@ -1,7 +1,8 @@
 """A sweep whose runs are tasks on a (local) Ray instance: same runs file, same resume, same numbers."""
 import pytest
 
-from cnn_experiments import sweep, train
+from cnn_experiments.sweeps import sweep
+from cnn_experiments.training import train
 from tests.conftest import TINY
 
 ray = pytest.importorskip("ray")

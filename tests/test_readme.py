@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from cnn_experiments import publish
-from cnn_experiments.report import text_only
+from cnn_experiments.reports import publish
+from cnn_experiments.reports.report import text_only
 
 ROOT = Path(__file__).resolve().parents[1]
 

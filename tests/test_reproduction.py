@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnn_experiments import reproduction as R
-from cnn_experiments.stats import Comparison
+from cnn_experiments.statistics.stats import Comparison
+from cnn_experiments.studies import reproduction as R
 from experiments import pooling as P
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def test_the_tolerance_is_the_binomial_spread_of_two_draws():
 @pytest.fixture(scope="module")
 def committed() -> pd.DataFrame:
     "The committed quick pooling study, as its report reads it."
-    from cnn_experiments.study import load
+    from cnn_experiments.studies.study import load
     return load("pooling", "quick", ROOT / "results").labelled
 
 

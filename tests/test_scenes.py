@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from cnn_experiments import scenes as S
-from cnn_experiments.config import Config
-from cnn_experiments.data import Digits, load_digits
+from cnn_experiments.data import scenes as S
+from cnn_experiments.data.mnist import Digits, load_digits
 from cnn_experiments.errors import UserError
+from cnn_experiments.runs.config import Config
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """The declared learning-rate search: what it runs, what it chooses, and how a declared grid grows past an edge."""
 import pandas as pd
 
-from cnn_experiments import search as S
-from cnn_experiments.config import Config
+from cnn_experiments.runs.config import Config
+from cnn_experiments.sweeps import search as S
 
 CELL = Config(data="mnist", n_train=50, bs=10, epochs=1)
 LRS = (0.001, 0.003, 0.01, 0.03)

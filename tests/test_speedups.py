@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cnn_experiments import fused, train
-from cnn_experiments.train import Config
+from cnn_experiments.training import fused, train
+from cnn_experiments.training.train import Config
 
 CFG = Config(data="mnist", n_train=256, epochs=1, bs=64, lr=3e-3)
 

@@ -9,8 +9,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.proportion import proportion_confint
 
-from cnn_experiments import exact, simulate
-from cnn_experiments.stats import (
+from cnn_experiments.statistics import exact
+from cnn_experiments.statistics.stats import (
     COLUMNS,
     Comparison,
     compare,
@@ -24,6 +24,7 @@ from cnn_experiments.stats import (
     verdict,
     word,
 )
+from cnn_experiments.studies import power
 
 # families drawn per simulated rate: at 400, 5% has a binomial SE of 1.1 points, so a bound of 5% + 2.5 SE (7.7%)
 # passes a rule at 5% but for 1 draw in 100 and fails one at 10% (SE 1.5 points) in 19 of 20
@@ -235,7 +236,7 @@ def test_the_simulated_family_rates_meet_5_percent_and_the_stated_power():
                      ignore_index=True).assign(arm=lambda r: r.arm.fillna("scene"))
     # a paired t and a TOST, a few milliseconds a simulated family
     family = compare(runs, [arms("a", "b", margin=0.01), arms("e", "b", expect="equivalent", margin=0.01)])
-    r = simulate.rates(family, simulations=SIMULATIONS)
+    r = power.rates(family, simulations=SIMULATIONS)
     se = math.sqrt(0.05 * 0.95 / SIMULATIONS)
     assert r["false"] <= 0.05 + 2.5 * se and r["false_equivalent"][1] <= 0.05 + 2.5 * se  # see SIMULATIONS
     assert 0.005 < r["false"]  # the rows do reject: a rule that never decides would pass the line above
@@ -247,7 +248,7 @@ def test_the_simulated_family_rates_meet_5_percent_and_the_stated_power():
     shares = compare(runs, [Comparison("max - avg, by size", {"pool": "max"}, {"pool": "avg"}, test="share",
                                        expect="less", strata=("obj_size",), margin=0.3)])
     n = 60
-    r = simulate.rates(shares, simulations=n)
+    r = power.rates(shares, simulations=n)
     assert shares.kind[0] == "seed share" and 0.5 < r["stated"][0] < 0.8
     assert r["power"][0] >= r["stated"][0] - 3 * math.sqrt(r["stated"][0] * (1 - r["stated"][0]) / n)
 
@@ -490,7 +491,7 @@ def test_a_direction_resolved_inside_its_margin_is_below_the_margin_not_supporte
 
 def test_a_designs_power_at_ceiling_shares_is_planned_at_a_reachable_effect():
     # the pilot's avg learns in every seed at most sizes: "+0.1 over avg" cannot happen there, "0.1 apart" can
-    from cnn_experiments.stats import planned
+    from cnn_experiments.statistics.stats import planned
     pilot = sizes_runs({"avg": {12: 10, 13: 10, 14: 10, 15: 10, 16: 10}, "max": {12: 0, 13: 2, 14: 5, 15: 9, 16: 10}})
     table = compare(pilot, [Comparison("by size", {"pool": "max"}, {"pool": "avg"}, test="share",
                                        strata=("obj_size",), margin=0.3)])

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from cnn_experiments import store as S
-from cnn_experiments.files import write_atomic
-from cnn_experiments.store import Store, StoreError
-from cnn_experiments.sweep import run_sweep
+from cnn_experiments.errors import StoreError
+from cnn_experiments.runs import store as S
+from cnn_experiments.runs.files import write_atomic
+from cnn_experiments.runs.store import Store
+from cnn_experiments.sweeps.sweep import run_sweep
 from tests.conftest import TINY
 
 GRID = [TINY.replace(seed=s) for s in range(3)]
@@ -102,7 +103,7 @@ def test_the_same_run_twice_on_one_device_is_a_duplicate(made):
 
 
 def test_a_runs_file_written_before_the_config_gained_fields_is_upgraded(made):
-    from cnn_experiments.store import CHECKSUM, checksum
+    from cnn_experiments.runs.store import CHECKSUM, checksum
     old = pd.read_csv(made, dtype=str, keep_default_na=False).drop(columns=["width", "epochs_run"])
     fields = [c for c in old.columns if c != CHECKSUM]
     old[CHECKSUM] = [checksum(list(r)) for r in old[fields].itertuples(index=False)]  # as that version wrote it
@@ -120,7 +121,7 @@ def test_a_new_row_records_the_machine_that_picked_its_kernels_under_its_checksu
     import csv
     import io
 
-    from cnn_experiments import machine
+    from cnn_experiments.runs import machine
     rows = Store(made).read().rows
     assert (rows["cpu_features"].fillna("") == " ".join(machine.cpu_features())).all()
     assert (rows["cpu"] == machine.cpu_model()).all() and (rows["onednn"].fillna("") == machine.onednn_version()).all()
@@ -135,7 +136,7 @@ def test_a_new_row_records_the_machine_that_picked_its_kernels_under_its_checksu
 
 
 def test_rows_written_before_the_machine_columns_verify_as_they_are_and_stay_byte_for_byte(made):
-    from cnn_experiments.store import CHECKSUM, LATE, checksum
+    from cnn_experiments.runs.store import CHECKSUM, LATE, checksum
     old = pd.read_csv(made, dtype=str, keep_default_na=False).drop(columns=list(LATE))
     fields = [c for c in old.columns if c != CHECKSUM]
     old[CHECKSUM] = [checksum(list(r)) for r in old[fields].itertuples(index=False)]  # as that version wrote it
@@ -157,7 +158,7 @@ def test_a_runs_file_without_checksums_is_set_aside_whole(made):
 
 
 def test_an_unwritable_results_path_is_one_line_before_any_training(tmp_path, monkeypatch):
-    from cnn_experiments import train
+    from cnn_experiments.training import train
     monkeypatch.setattr(train, "result", lambda *a, **k: pytest.fail("trained before checking the folder"))
     afile = tmp_path / "results"
     afile.write_text("not a folder")
@@ -217,7 +218,7 @@ def test_a_figure_or_summary_is_written_whole_or_not_at_all(tmp_path, monkeypatc
 
 HOLD = """
 import sys, time
-from cnn_experiments.store import Store
+from cnn_experiments.runs.store import Store
 with Store(sys.argv[1]).writer("cnn-exp run mnist_scratch --profile quick"):
     print("held", flush=True)
     time.sleep(60)

@@ -4,10 +4,10 @@ import gc
 import pandas as pd
 import pytest
 
-from cnn_experiments import sweep
 from cnn_experiments.errors import UserError
-from cnn_experiments.progress import ProgressTable, clock, cost
-from cnn_experiments.store import Store
+from cnn_experiments.runs.progress import ProgressTable, clock, cost
+from cnn_experiments.runs.store import Store
+from cnn_experiments.sweeps import sweep
 from tests.conftest import TINY, TINY_SCENES
 
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from cnn_experiments import train
-from cnn_experiments.callbacks import TrainingCurve, object_cells, object_grad_share
-from cnn_experiments.machine import MACHINE
+from cnn_experiments.runs.machine import MACHINE
+from cnn_experiments.training import train
+from cnn_experiments.training.callbacks import TrainingCurve, object_cells, object_grad_share
 from tests.conftest import TINY, TINY_SCENES
 
 
@@ -54,7 +54,7 @@ def test_the_training_curve_and_gradient_probe_change_no_number(monkeypatch):
 
 
 def test_average_pooling_spreads_the_gradient_evenly_and_max_sends_it_to_one_cell():
-    from cnn_experiments.models import pooled_cnn
+    from cnn_experiments.models.cnns import pooled_cnn
     torch.manual_seed(0)
     x, y = torch.rand(6, 1, 32, 32), torch.ones(6, dtype=torch.long)
     boxes = torch.tensor([[0, 0, 8]] * 6)  # the top-left cell of a 4x4 map of 8 px cells
@@ -76,7 +76,7 @@ def test_object_cells_are_the_cells_a_box_overlaps():
 def test_the_smoothed_loss_stays_on_the_device_and_matches_fastais():
     from fastai.learner import AvgSmoothLoss
 
-    from cnn_experiments.callbacks import DeviceSmoothLoss
+    from cnn_experiments.training.callbacks import DeviceSmoothLoss
     learn = train.learner(TINY, progress=False)
     train.fit(learn, TINY)
     ours = learn.recorder.smooth_loss
@@ -88,7 +88,7 @@ def test_the_smoothed_loss_stays_on_the_device_and_matches_fastais():
 
 
 def test_head_only_probes_fit_every_pooling_head_on_the_frozen_body():
-    from cnn_experiments import probes as P
+    from cnn_experiments.training import probes as P
     cfg = TINY_SCENES.replace(probe=True, n_scenes=256)
     learn = train.learner(cfg, progress=False)
     train.fit(learn, cfg)

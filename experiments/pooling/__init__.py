@@ -7,7 +7,7 @@ study's reports, `confirm_report` the confirmatory study's; `figures` draws for 
 """
 from __future__ import annotations
 
-from cnn_experiments.experiment import Experiment
+from cnn_experiments.studies.experiment import Experiment
 
 from . import confirm_report
 from . import report as pilot_report

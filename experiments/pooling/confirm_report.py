@@ -6,9 +6,9 @@ import math
 
 import pandas as pd
 
-from cnn_experiments import report as R
-from cnn_experiments import search as S
-from cnn_experiments import stats
+from cnn_experiments.reports import report as R
+from cnn_experiments.statistics import stats
+from cnn_experiments.sweeps import search as S
 
 from . import figures
 from . import report as pilot

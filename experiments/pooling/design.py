@@ -36,9 +36,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cnn_experiments import search as S
-from cnn_experiments.config import Config
-from cnn_experiments.stats import Comparison
+from cnn_experiments.runs.config import Config
+from cnn_experiments.statistics.stats import Comparison
+from cnn_experiments.sweeps import search as S
 
 TITLE = "pooling: does max pooling find the tiny bear that average pooling dilutes?"
 CLAIM = ("C6: reduce the image to a 7x7 grid; average pooling asks each cell 'is there a bear here?' and "

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cnn_experiments import stats
+from cnn_experiments.statistics import stats
 
 from .design import DILUTION_HEADS, HEADS, cell_px, map_side
 

@@ -5,8 +5,8 @@ import math
 
 import pandas as pd
 
-from cnn_experiments import report as R
-from cnn_experiments import stats
+from cnn_experiments.reports import report as R
+from cnn_experiments.statistics import stats
 
 from . import figures
 from .design import (
@@ -46,7 +46,7 @@ def planned(ctx: R.Context) -> list[str]:
 
 
 def design(profile: str) -> list[str]:
-    from cnn_experiments.scenes import distinct_objects
+    from cnn_experiments.data.scenes import distinct_objects
     p = PROFILES[profile]
     side, cell = map_side(profile), cell_px(profile)
     objs = distinct_objects(p["n_scenes"])
@@ -263,10 +263,10 @@ def why(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
 def cams(ctx: R.Context) -> list[str]:
     import torch
 
-    from cnn_experiments.cams import cam_figure
-    from cnn_experiments.config import from_row
-    from cnn_experiments.scenes import scenes_for
-    from cnn_experiments.train import build_model, tensors
+    from cnn_experiments.data.scenes import scenes_for
+    from cnn_experiments.models.cams import cam_figure
+    from cnn_experiments.runs.config import from_row
+    from cnn_experiments.training.train import build_model, tensors
     kept = [f for f in ctx.store.weights_dir.glob("*.safetensors")] if ctx.store.weights_dir.exists() else []
     ids = {f.stem for f in kept}
     rows = ctx.runs[(ctx.runs["arm"] == "threshold") & ctx.runs["run_id"].isin(ids)]

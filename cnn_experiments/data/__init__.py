@@ -1,0 +1,1 @@
+"""The data: the embedded MNIST digits and the scenes drawn from them."""
