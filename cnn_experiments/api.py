@@ -38,12 +38,8 @@ def create_head(nf: int, n_out: int, pool: str = "concat", **kwargs):
     """fastai's `create_head(nf, n_out, **kwargs)` with the global pooling layer called `pool`; the rest (flatten,
     batchnorm, dropout, linear, ReLU, batchnorm, dropout, linear) as fastai builds it. `nf`: the body's channels
     (512 for resnet18/34, 1280 for EfficientNet-Lite0). "concat" gives fastai's own head."""
-    from fastai.vision.learner import create_head as fastai_create_head
-
-    from .models.pooling import pool_mult
-    head = fastai_create_head(nf, n_out, concat_pool=pool_mult(pool) == 2, **kwargs)
-    head[0] = global_pool(pool)
-    return head
+    from .models.cnns import fastai_head
+    return fastai_head(nf, n_out, pool, **kwargs)
 
 
 def head_learner(dls, pool: str = "concat", arch: str = "efficientnet_lite0", pretrained: bool = True,

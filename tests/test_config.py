@@ -15,6 +15,8 @@ from tests.conftest import TINY
     ("precision", "fp16", "precision: unknown value 'fp16'; choose one of fp32, bf16"),
     ("width", 0.0, "width: must be positive"),
     ("probe", True, "probe: head-only probes need arch pooled_cnn"),
+    ("head", "fastai_pool", "head: 'fastai_pool' goes with the pretrained bodies and fastai_head, not simple_cnn"),
+    ("head", "gap", "head: unknown value 'gap'; choose one of fastai, pool, fastai_pool"),
 ])
 def test_check_names_the_field_at_fault(field, value, match):
     with pytest.raises(UserError, match=match):
@@ -43,3 +45,8 @@ def test_a_row_gives_back_its_config():
     row = {k: str(v) for k, v in to_row(cfg).items()} | {"device": "NVIDIA H100 80GB HBM3"}
     assert from_row(row) == cfg
     assert from_row({"epochs": 5.0, "n_train": float("nan")}) == Config(epochs=5)  # pandas' floats and blanks
+
+
+def test_a_body_from_scratch_with_the_pool_head_is_pooled_cnn():
+    with pytest.raises(UserError, match="head: 'pool' on a body from scratch is arch pooled_cnn"):
+        TINY.replace(arch="fastai_head", head="pool").check()

@@ -99,10 +99,10 @@ def test_a_sweep_survives_sigkill_and_sigint_and_resumes_exactly_once(tmp_path, 
 
 
 # a sweep's pool whose workers print their pids and sleep; training stubbed out, as each process would take seconds
-# to import it (spawned workers run this file again before their initializer, so they get the stubs too)
+# to import it (the fork server runs this file before it preloads the executors, so workers get the stubs too)
 POOL_SCRIPT = """import os, sys, time, types
 for name in ("folder", "fused", "train"):
-    sys.modules["cnn_experiments." + name] = types.ModuleType(name)
+    sys.modules["cnn_experiments.training." + name] = types.ModuleType(name)
 from cnn_experiments.sweeps import executors
 
 def print_pid_and_sleep(_):

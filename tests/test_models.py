@@ -63,3 +63,21 @@ def test_width_multiplies_every_stage_and_the_receptive_field_covers_a_digit():
     assert cnns.widen((8, 16, 32), 2.1) == (17, 34, 67)
     assert cnns.n_params(cnns.simple_cnn(width=2)) > 3 * cnns.n_params(cnns.simple_cnn())
     assert [cnns.receptive_field(k) for k in (1, 2, 3, 4)] == [5, 9, 17, 33]  # four stages see a 28 px digit
+
+
+@pytest.mark.parametrize("pool", list(POOLS))
+def test_fastais_head_takes_each_pool_and_keeps_the_rest_as_fastai_builds_it(pool):
+    from fastai.vision.learner import create_head
+    h = cnns.fastai_head(16, 3, pool, ps=0.5)
+    fastai = create_head(16, 3, ps=0.5)
+    assert type(h[0]) is type(global_pool(pool)) and h[2].num_features == 16 * pool_mult(pool)
+    assert [type(m) for m in h[1:]] == [type(m) for m in fastai[1:]]  # flatten, BN, dropout, linear, ReLU, ...
+    assert h(torch.randn(4, 16, 7, 7)).shape == (4, 3)
+    as_built = cnns.fastai_head(16, 3, None, ps=0.5)  # no pool named: fastai's own concat head
+    assert [type(m) for m in as_built] == [type(m) for m in fastai] and as_built[2].num_features == 32
+
+
+def test_the_fastai_head_cnn_uses_the_pool_it_is_given():
+    m = cnns.fastai_head_cnn((4, 8), 2, p=0.5, pool="max")
+    assert isinstance(m[1][0], type(global_pool("max"))) and m[1][2].num_features == 8
+    assert m(torch.randn(2, 1, 32, 32)).shape == (2, 2)

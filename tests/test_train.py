@@ -99,3 +99,12 @@ def test_head_only_probes_fit_every_pooling_head_on_the_frozen_body():
     assert all(torch.equal(body[k], after[k]) for k in body)  # the body is read, never trained
     n_valid = len(learn.dls.valid.y)  # each probe is scored on the held-out scenes: a count of them right
     assert all(abs(v * n_valid - round(v * n_valid)) < 1e-6 for v in probes.values())
+
+
+@pytest.mark.parametrize("head, first", [("fastai", "AdaptiveConcatPool2d"), ("pool", "AdaptiveMaxPool2d"),
+                                          ("fastai_pool", "AdaptiveMaxPool2d")])
+def test_a_pretrained_body_gets_the_head_its_config_names(head, first):
+    cfg = TINY.replace(arch="efficientnet_lite0", pretrained=False, head=head, pool="max", size=32)
+    model = train.build_model(cfg, 10)
+    assert type(model[1][0]).__name__ == first
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model[1]) == (head != "pool")  # fastai's head has BN

@@ -68,10 +68,21 @@ def pooled_cnn(channels: tuple[int, ...], n_out: int, pool: str = "avg", p: floa
     return nn.Sequential(body(channels, **body_kw), head(channels[-1], n_out, pool, p))
 
 
-def fastai_head_cnn(channels: tuple[int, ...], n_out: int, p: float = 0.5, **body_kw) -> nn.Sequential:
-    "A body and fastai's `create_head(ps=p)`: concat pool, BN, dropout p/2, linear 512, ReLU, BN, dropout p, linear."
+def fastai_head(nf: int, n_out: int, pool: str | None = None, **kwargs) -> nn.Sequential:
+    """fastai's `create_head(nf, n_out, **kwargs)`: concat pool, BN, dropout, linear 512, ReLU, BN, dropout, linear;
+    with `pool`, its global pooling layer is the one called `pool` (sized for pools that concatenate)."""
     from fastai.vision.learner import create_head
-    return nn.Sequential(body(channels, **body_kw), create_head(channels[-1], n_out, ps=p))
+    if pool is None:
+        return create_head(nf, n_out, **kwargs)
+    h = create_head(nf, n_out, concat_pool=pool_mult(pool) == 2, **kwargs)
+    h[0] = global_pool(pool)
+    return h
+
+
+def fastai_head_cnn(channels: tuple[int, ...], n_out: int, p: float = 0.5, pool: str | None = None,
+                    **body_kw) -> nn.Sequential:
+    "A body and fastai's `create_head(ps=p)`, its global pooling fastai's concat or the one called `pool`."
+    return nn.Sequential(body(channels, **body_kw), fastai_head(channels[-1], n_out, pool, ps=p))
 
 
 def n_params(model: nn.Module) -> int:

@@ -57,12 +57,14 @@ def imagenet_classifier() -> nn.Module:
     return efficientnet_lite0(pretrained=True).eval()
 
 
-def _head(nf: int, n_out: int, p: float, pool: str | None) -> nn.Module | None:
-    "fastai's `create_head(ps=p)` (concat pool) when `pool` is None, else the pooling study's head by name."
-    if pool is None:
+def _head(nf: int, n_out: int, p: float, pool: str | None, head: str) -> nn.Module | None:
+    """None (fastai's own `create_head(ps=p)`) when `pool` is None or `head` is "fastai"; else the pooling study's
+    head by name ("pool") or fastai's head with that global pooling ("fastai_pool")."""
+    if pool is None or head == "fastai":
         return None
-    from .cnns import head
-    return head(nf, n_out, pool=pool, p=p)
+    from .cnns import fastai_head
+    from .cnns import head as pool_head
+    return pool_head(nf, n_out, pool=pool, p=p) if head == "pool" else fastai_head(nf, n_out, pool, ps=p)
 
 
 def splitter(arch: str):
@@ -73,20 +75,20 @@ def splitter(arch: str):
     return model_meta[getattr(torchvision.models, arch)]["split"]
 
 
-def create_model(arch: str, n_out: int, pretrained: bool = True, p: float = 0.5,
-                 pool: str | None = None) -> tuple[nn.Module, callable]:
+def create_model(arch: str, n_out: int, pretrained: bool = True, p: float = 0.5, pool: str | None = None,
+                 head: str = "pool") -> tuple[nn.Module, callable]:
     "nn.Sequential(body, head) and its splitter (body, head param groups) for `arch`, as `vision_learner` builds it."
     from .cnns import check_choice
     check_choice("arch", arch, PRETRAINED)
     if arch == OFFLINE:
         body = TimmBody(efficientnet_lite0(pretrained, num_classes=0))  # forward_features: the 1280-channel map
         nf = body.model.num_features
-        return add_head(body, nf, n_out, head=_head(nf, n_out, p, pool), ps=p), splitter(arch)
+        return add_head(body, nf, n_out, head=_head(nf, n_out, p, pool, head), ps=p), splitter(arch)
     import torchvision
     fn = getattr(torchvision.models, arch)
     nf = 512  # resnet18/34's last stage
     try:
-        model = create_vision_model(fn, n_out, pretrained=pretrained, custom_head=_head(nf, n_out, p, pool), ps=p)
+        model = create_vision_model(fn, n_out, pretrained=pretrained, custom_head=_head(nf, n_out, p, pool, head), ps=p)
     except Exception as e:  # no network, a proxy, a cut download: one answer
         raise DataError(f"{arch}: ImageNet weights could not be downloaded ({type(e).__name__}); the offline body "
                         f"{OFFLINE} needs no network (--arch {OFFLINE})") from None
@@ -94,9 +96,9 @@ def create_model(arch: str, n_out: int, pretrained: bool = True, p: float = 0.5,
 
 
 def learner(dls, arch: str, n_out: int, pretrained: bool = True, p: float = 0.5, pool: str | None = None,
-            **kw) -> Learner:
+            head: str = "pool", **kw) -> Learner:
     "A fastai Learner like `vision_learner(dls, arch, pretrained=...)`: body and head split, frozen if pretrained."
-    model, splitter = create_model(arch, n_out, pretrained, p, pool)
+    model, splitter = create_model(arch, n_out, pretrained, p, pool, head)
     learn = Learner(dls, model.to(dls.device), splitter=splitter, **kw)
     if pretrained:
         learn.freeze()  # as vision_learner does: only the new head (and batchnorm) trains first

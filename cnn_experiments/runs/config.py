@@ -19,6 +19,9 @@ PRETRAINED = ("efficientnet_lite0", "resnet18", "resnet34")  # the bodies with I
 AUGS = ("fastbook", "none")
 SCHEDULES = ("one_cycle", "constant", "fine_tune", "fine_tune_bn_kept", "frozen")
 POOLS = ("avg", "max", "concat", "avgmax", "gem", "lse")
+# fastai's create_head as fastai builds it (concat pool), the pooling study's pool -> dropout -> linear, or
+# fastai's create_head with its global pooling swapped for `pool`
+HEADS = ("fastai", "pool", "fastai_pool")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "identity")
 DOWNS = ("stride", "maxpool", "avgpool")
 SPLIT_SEED = 42  # the held-out split never changes with the run's seed (fastbook's RandomSplitter seed)
@@ -55,8 +58,9 @@ class Config:
     act: str = "relu"  # non-linearity by name, one of ACTIVATIONS
     down: str = "stride"  # the body's way down: stride (stride-2 conv), maxpool or avgpool (conv + 2x2 pool)
     pool: str = "avg"  # pooled_cnn, and a pretrained body with head="pool": global pooling by name, one of POOLS
-    head: str = "fastai"  # a pretrained body's head: fastai's create_head (concat pool, two linear layers), or
-    # "pool": the pooling study's, global pooling by `pool` -> dropout p -> linear
+    head: str = "fastai"  # a pretrained body's or fastai_head's head: fastai's create_head (concat pool, two linear
+    # layers); "pool" (pretrained bodies): global pooling by `pool` -> dropout p -> linear; "fastai_pool": fastai's
+    # create_head with its global pooling by `pool`
     p: float = 0.0  # head dropout: before pooled_cnn's linear layer; fastai_head: create_head's ps (p/2, then p)
     p_body: float = 0.0  # spatial dropout (Dropout2d, whole channels) after every body stage
     width: float = 1.0  # multiplies every stage's channels (rounded): models of matched cost
@@ -78,7 +82,7 @@ class Config:
         for name, allowed in (("data", DATA), ("mode", ("binary", "tenway")), ("split", ("heldout", "search")),
                               ("arch", ARCHS), ("act", ACTIVATIONS), ("down", DOWNS), ("pool", POOLS),
                               ("schedule", SCHEDULES), ("device", ("cpu", "cuda")), ("precision", ("fp32", "bf16")),
-                              ("head", ("fastai", "pool")), ("aug", AUGS)):
+                              ("head", HEADS), ("aug", AUGS)):
             check_choice(name, getattr(self, name), allowed)
         for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
             if getattr(self, f) <= 0:
@@ -92,6 +96,11 @@ class Config:
         if self.schedule.startswith("fine_tune") and not 1 <= self.freeze_epochs < self.epochs:
             raise UserError(f"epochs: {self.schedule} needs freeze_epochs ({self.freeze_epochs}) frozen and at least "
                             f"1 unfrozen, got {self.epochs} in all")
+        if self.head != "fastai" and self.arch not in (*PRETRAINED, "fastai_head"):
+            raise UserError(f"head: {self.head!r} goes with the pretrained bodies and fastai_head, not {self.arch}")
+        if self.head == "pool" and self.arch == "fastai_head":
+            raise UserError("head: 'pool' on a body from scratch is arch pooled_cnn; fastai_head takes fastai or "
+                            "fastai_pool")
         if self.pretrained and self.arch not in PRETRAINED:
             raise UserError(f"pretrained: only {', '.join(PRETRAINED)} have ImageNet weights, not {self.arch}")
         if self.data == "folder" and (not self.folder or self.arch not in (*PRETRAINED, "pooled_cnn")):

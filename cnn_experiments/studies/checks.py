@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing
 import re
 import shutil
 import subprocess
@@ -91,8 +90,9 @@ def stale_summaries(results: Path, jobs: int = 1) -> list[str]:
     jobs = min(jobs, len(todo))
     with tempfile.TemporaryDirectory() as tmp:
         if jobs > 1:
-            # spawned, as the sweep's workers are: a forked child can hang on its parent's OpenMP threads
-            with multiprocessing.get_context("spawn").Pool(jobs, _start_worker, (results, tmp)) as pool:
+            from ..sweeps.executors import context
+            # started as the sweep's workers are: a child forked from this process could hang on its OpenMP threads
+            with context().Pool(jobs, _start_worker, (results, tmp)) as pool:
                 found = pool.map(_regenerate_in_worker, todo, chunksize=1)
         else:
             copy = copy_of(results, Path(tmp))

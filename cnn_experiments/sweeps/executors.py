@@ -55,8 +55,8 @@ def release_memory() -> None:
 
 
 def processes(work: list[Unit], jobs: int):
-    """Units as `jobs` worker processes finish them, in any order. Workers are spawned (CUDA cannot be forked)
-    and ignore Ctrl-C: the parent stops them, so only whole rows ever reach the runs file."""
+    """Units as `jobs` worker processes finish them, in any order. Workers ignore Ctrl-C: the parent stops them,
+    so only whole rows ever reach the runs file."""
     jobs = min(jobs, len(work))
     if not jobs:
         return
@@ -68,9 +68,20 @@ def processes(work: list[Unit], jobs: int):
         workers.join()
 
 
+def context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: forked from a server process that imported the trainers once, so a worker starts
+    without importing torch and fastai again; the server is a fresh interpreter, with no CUDA state or busy threads
+    for a fork to inherit (CUDA cannot be forked). Spawned where the system has no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", __name__])
+    return ctx
+
+
 def pool(jobs: int) -> multiprocessing.pool.Pool:
-    "`jobs` spawned worker processes that ignore Ctrl-C and end when this process ends, whatever ends it."
-    return multiprocessing.get_context("spawn").Pool(jobs, _worker_init, (os.getpid(),))
+    "`jobs` worker processes that ignore Ctrl-C and end when this process ends, whatever ends it."
+    return context().Pool(jobs, _worker_init, (os.getpid(),))
 
 
 def on_ray(work: list[Unit], address: str | None):
@@ -111,25 +122,37 @@ def default_jobs(device: str) -> int:
     return max(1, os.cpu_count() or 1) if device == "cpu" else 1
 
 
-def _worker_init(parent: int) -> None:
+def _worker_init(main: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _end_with(parent)
+    _end_with(main)
     gc.freeze()  # the imports outlive every run: each run's collection skips them
 
 
-def _end_with(parent: int) -> None:
-    "Exit when the parent process ends: a parent killed by SIGKILL cannot stop its pool, whose workers would train on."
+def _end_with(main: int) -> None:
+    """Exit when the process that started the pool ends: one killed by SIGKILL cannot stop its pool, whose workers
+    would train on. A worker's parent is that process (spawned) or the fork server, which ends with it."""
+    parent = os.getppid()
     # Linux signals at once when the thread that started this worker ends; a watcher covers every system and
     # whatever clears that signal during a run
     if platform.system() == "Linux":
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before this worker could watch it
+    if not _alive(main) or not _alive(parent):  # it died before this worker could watch it
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_watch, args=(main, parent), daemon=True).start()
 
 
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that pid: this one's is gone
+        return False
+    return True
+
+
+def _watch(main: int, parent: int) -> None:
+    while os.getppid() == parent and _alive(main):
         time.sleep(0.5)
     os._exit(1)  # from a thread, sys.exit would end only the thread
 

@@ -63,7 +63,7 @@ def learner(cfg, progress: bool | None = None):
         learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=cfg.wd)
     else:
         learn = pretrained_learner(dls, cfg.arch, dls.c, pretrained=cfg.pretrained, p=cfg.p,
-                                   pool=cfg.pool if cfg.head == "pool" else None, loss_func=CrossEntropyLossFlat(),
+                                   pool=cfg.pool, head=cfg.head, loss_func=CrossEntropyLossFlat(),
                                    metrics=accuracy)
     speedups(learn, cfg)
     # a head of one linear layer after the pooling: its weights turn the final map into a class activation map

@@ -87,14 +87,15 @@ def tensors(cfg: Config) -> Tensors:
 
 def build_model(cfg: Config, n_out: int) -> torch.nn.Module:
     if cfg.arch in PRETRAINED:
-        return pretrained.create_model(cfg.arch, n_out, cfg.pretrained, p=cfg.p)[0]
+        return pretrained.create_model(cfg.arch, n_out, cfg.pretrained, p=cfg.p, pool=cfg.pool, head=cfg.head)[0]
     if cfg.arch == "simple_cnn":
         return cnns.simple_cnn(bn=cfg.bn, act=cfg.act, down=cfg.down, n_out=n_out, bn_first=cfg.bn_first,
                                  width=cfg.width)
     channels = cnns.widen(cfg.channels, cfg.width)
     body_kw = dict(bn=cfg.bn, act=cfg.act, down=cfg.down, bn_first=cfg.bn_first, p_body=cfg.p_body)
     if cfg.arch == "fastai_head":
-        return cnns.fastai_head_cnn(channels, n_out, p=cfg.p, **body_kw)
+        return cnns.fastai_head_cnn(channels, n_out, p=cfg.p, pool=cfg.pool if cfg.head == "fastai_pool" else None,
+                                    **body_kw)
     return cnns.pooled_cnn(channels, n_out, pool=cfg.pool, p=cfg.p, **body_kw)
 
 
