@@ -65,7 +65,8 @@ def test_the_heads_compare_on_a_folder_resume_and_each_heads_model_predicts(tmp_
     assert cli.main(argv) == 0
     out = next((res / "pooling").glob("folder_bears_*"))
     text = (out / "summary.md").read_text()
-    for part in ("**Which head:** too few seeds to decide", "| max - avg, validation accuracy |", "error rate",
+    for part in ("**Did the heads learn?** not tested with fewer than 5 seeds", "**Which head:** none yet: too few",
+                 "**Data it would take:** run 5 seeds", "| max - avg, validation accuracy |", "error rate",
                  "black (accuracy)", "## Where each head looks", "cams.png", "confusion_matrices.png",
                  "top_losses.png", "seconds per run", "what more seeds would buy", "indicative"):
         assert part in text, part
@@ -190,3 +191,20 @@ def test_the_folder_path_finds_the_studys_direction_on_the_studys_own_scenes(tmp
     assert "the whole image, no augmentation" in (out / "summary.md").read_text()
     for acc in (built_in, folder):
         assert acc["avg"] - acc["max"] > 0.05, (built_in, folder)  # avg ahead, by more than a held-out scene's noise
+
+
+def test_a_folder_where_no_head_learns_says_so_first(tmp_path):
+    "Noise images whose class says nothing about them: the report's first finding is that no head learned."
+    rng = np.random.default_rng(0)
+    for c in ("left", "right"):
+        (tmp_path / "noise" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "noise" / c / f"{i}.png")
+    argv = ["run", "pooling", "--data", str(tmp_path / "noise"), "--arch", "pooled_cnn", "--heads", "avg,max",
+            "--seeds", "5", "--size", "32", "--epochs", "1", "--results", str(tmp_path / "res"), "--jobs", "1"]
+    assert cli.main(argv) == 0
+    text = next((tmp_path / "res" / "pooling").glob("folder_noise_*/summary.md")).read_text()
+    first = text[text.index("**Finding:**"):].splitlines()[0]
+    assert first.startswith("**Finding:** no head learned (accuracy avg ")
+    assert "which head: none: no head learned" in first
+    assert "**Did the heads learn?** **no**: no head beat 0.5" in text and "no head can be recommended" in text

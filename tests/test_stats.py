@@ -504,3 +504,14 @@ def test_no_interval_is_printed_with_its_estimate_on_an_end():
     assert "+0.200 (no spread)" in markdown(six)  # every replicate equal: a zero-width interval says nothing
     sharp = threshold(np.repeat([0.625, 0.75, 0.875], 6), np.r_[np.zeros(6, bool), np.arange(6) < 1, np.ones(6, bool)])
     assert threshold_text(sharp, " cells").startswith("between 0.75 and ")
+
+
+@pytest.mark.parametrize("n", [5, 8, 11])
+def test_the_sign_flip_p_is_scipys_permutation_test(n):
+    from scipy.stats import permutation_test
+    rng = np.random.default_rng(n)
+    d = np.round(rng.normal(0.05, 0.1, n), 3)
+    for mu in (0.0, 0.02, -0.05):
+        scipy_p = permutation_test((d - mu,), np.mean, permutation_type="samples", n_resamples=np.inf,
+                                   vectorized=True).pvalue
+        assert exact.sign_flip_p(d, mu) == pytest.approx(scipy_p, abs=1e-12)

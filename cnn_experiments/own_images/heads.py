@@ -39,6 +39,7 @@ BASE_LR, BS, P = 2e-3, 16, 0.25  # fastai's fine_tune base_lr, fastbook's batch 
 SCRATCH, SCRATCH_LR, CHANNELS = "pooled_cnn", 1e-2, (16, 32, 64, 128, 256)  # from scratch: up to five stride-2 stages
 GRID = 7  # the lesson's final map: a body from scratch halves the image until its map is at most this a side
 MARGIN = 0.02  # the difference in validation accuracy a user would act on: the power is stated at it
+AIM = 0.05  # a difference between heads worth resolving: the seeds and images it takes are stated at it
 CLAIM = ("C6 on your images: which global pooling head (avg, max or fastai's concat) reads the pretrained body's "
          "final feature map best.")
 
@@ -138,24 +139,76 @@ def report_heads(out: Path) -> Path:
     return out / "summary.md"
 
 
+def learned(runs: pd.DataFrame, heads: tuple[str, ...], confusion: dict) -> pd.DataFrame:
+    """Per head, whether its models learned: mean validation accuracy against always answering the commonest class
+    (its share of the validation images), a one-sided t over seeds, Holm over the heads; None below 5 seeds."""
+    from scipy.stats import ttest_1samp
+    from statsmodels.stats.multitest import multipletests
+    per_class = next(iter(confusion.values())).sum(1)
+    majority = float(per_class.max() / per_class.sum())
+    rows = []
+    for h in heads:
+        d = runs.loc[runs["pool"] == h, "accuracy"].to_numpy(float) - majority
+        if len(d) > 1 and d.std(ddof=1) > 0:
+            p = float(ttest_1samp(d, 0.0, alternative="greater").pvalue)
+        else:  # every seed alike: above the baseline beyond doubt, or not above it at all
+            p = 0.0 if len(d) > 1 and d.min() > 0 else 1.0
+        rows.append({"head": h, "accuracy": majority + d.mean(), "p": p, "n": len(d)})
+    out = pd.DataFrame(rows)
+    out["p_adj"] = multipletests(out["p"], method="holm")[1]
+    out["learned"] = [None if n < stats.MIN_SEEDS else bool(q < stats.ALPHA) for n, q in zip(out["n"], out["p_adj"])]
+    return out.assign(majority=majority, chance=1 / len(per_class))
+
+
+def learned_words(table: pd.DataFrame) -> str:
+    "Whether the heads learned, in a sentence that names the baseline."
+    base = (f"{table['majority'].iloc[0]:.3f}, what always answering the commonest class scores (chance "
+            f"{table['chance'].iloc[0]:.3f})")
+    accuracies = ", ".join(f"{r.head} {r.accuracy:.3f}" for r in table.itertuples())
+    if table["learned"].isna().any():
+        return f"not tested with fewer than 5 seeds: accuracy {accuracies}, against {base}"
+    if not table["learned"].any():
+        return f"**no**: no head beat {base}: accuracy {accuracies}; no head can be recommended from this folder"
+    some = "every head" if table["learned"].all() else ", ".join(table.loc[table["learned"].astype(bool), "head"])
+    return f"yes, {some}: accuracy {accuracies}, above {base} (one-sided t over seeds, Holm)"
+
+
+def data_needed(table: pd.DataFrame, n_seeds: int, n_valid: int, own_split: bool) -> str:
+    """Seeds, or images at 5 seeds, that would resolve AIM between heads 80% of the time, from the spread measured
+    here: the detectable difference shrinks as 1/sqrt(seeds), and as 1/sqrt(images) where the spread between seeds
+    is the validation sample's (a folder of few images)."""
+    det = table["detectable"].max()
+    if n_seeds < stats.MIN_SEEDS or not np.isfinite(det):  # a spread of fewer seeds is too rough to plan from
+        return f"run 5 seeds (`--seeds 5`) to measure what resolving {AIM:.2f} would take"
+    if det <= AIM:
+        return f"this folder and {n_seeds} seeds already resolve a difference of {AIM:.2f} (±{det:.3f})"
+    seeds = int(np.ceil(n_seeds * (det / AIM) ** 2))
+    valid = int(np.ceil(n_valid * (det * np.sqrt(n_seeds / stats.MIN_SEEDS) / AIM) ** 2))
+    images = f"{valid} validation images" if own_split else f"about {int(np.ceil(valid / 0.2))} images"
+    return (f"to resolve {AIM:.2f} between heads 80% of the time: about {seeds} seeds at this size, or {images} "
+            f"at 5 seeds (now ±{det:.3f}, {n_valid} validation images a seed)")
+
+
 def recommend(table: pd.DataFrame, heads: tuple[str, ...]) -> str:
-    """'use X' where a head resolved better than the reference (fastai's concat); the reference where it resolved
-    better than every other head; otherwise the reference, with the smallest difference this design could see."""
+    """'use X' where a head resolved better than the reference (fastai's concat), with how to build it; the
+    reference where it resolved better than every other head; otherwise none, with the smallest difference this
+    design could see."""
     ref = reference(heads)
     vs = table[table["comparison"].str.endswith(f"- {ref}, validation accuracy")]
-    default = f"{ref}, fastai's default" if ref == "concat" else ref
     if (vs["outcome"] == "indicative").any():
-        return f"too few seeds to decide (fewer than 5): {default}, until more seeds say otherwise (`--seeds 5`)"
+        return "none yet: too few seeds to decide (fewer than 5; `--seeds 5`)"
     better = vs[(vs["p_adj"] < stats.ALPHA) & (vs["effect"] > 0)]
+    build = "`head_learner(dls, pool=\"{}\")` from `cnn_experiments.api` builds it"
     if len(better):
         best = better.sort_values("effect").iloc[-1]
         head = best["comparison"].split(" - ")[0]
         return (f"**use {head}**: {head} - {ref} {best['effect']:+.3f} [{best['ci_lo']:+.3f}, {best['ci_hi']:+.3f}] "
-                "validation accuracy, resolved after Holm's correction")
+                f"validation accuracy, resolved after Holm's correction; {build.format(head)}")
     worse = vs[(vs["p_adj"] < stats.ALPHA) & (vs["effect"] < 0)]
     if len(worse) == len(vs):
-        return f"**use {ref}**: every other head resolved worse than it"
-    return (f"no difference from {ref} resolved at this data size: **{default}**; the smallest difference this "
+        return f"**use {ref}**: every other head resolved worse than it; {build.format(ref)}"
+    default = " (fastai's default: `vision_learner` builds it)" if ref == "concat" else ""
+    return (f"none resolved: no head differed from {ref}{default} at this data size; the smallest difference this "
             f"design resolves 80% of the time is about ±{vs['detectable'].max():.3f} in validation accuracy")
 
 
@@ -168,9 +221,12 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
                       "error rate": [f"{1 - m:.3f}" for m in s["mean"]],
                       **{f"{c} (accuracy)": [f"{per_class[h][i]:.3f}" for h in heads] for i, c in enumerate(vocab)},
                       "seconds per run": [f"{runs.loc[runs['pool'] == h, 'seconds'].mean():.1f}" for h in heads]})
-    rec = recommend(table, heads)
-    split = ("the folder's own train/ and valid/ (every seed the same split)" if runs["vary_data"].astype(str)
-             .str.lower().eq("false").all() else "`RandomSplitter(valid_pct=0.2)`, a split of each seed's own")
+    fits = learned(runs, heads, confusion)
+    none_learned = fits["learned"].notna().all() and not fits["learned"].any()
+    rec = "none: no head learned" if none_learned else recommend(table, heads)
+    own_split = runs["vary_data"].astype(str).str.lower().eq("false").all()
+    split = ("the folder's own train/ and valid/ (every seed the same split)" if own_split
+             else "`RandomSplitter(valid_pct=0.2)`, a split of each seed's own")
     r = runs.iloc[0]
     cams = R.save_fig(cam_figure(extras, vocab), out / "cams.png")
     matrices = R.save_fig(confusion_figure({h: confusion[h] for h in heads}, vocab, "Confusion matrices, every seed's "
@@ -184,8 +240,11 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
             f"seeds, about ±{det / np.sqrt(2):.3f} (the detectable difference shrinks as 1/√seeds)." if np.isfinite(det)
             else f"With {n} seed(s) no difference can be resolved: 5 seeds at least give a verdict.")
     n_valid = int(next(iter(confusion.values())).sum() / n)
+    need = data_needed(table, n, n_valid, own_split)
     body = "\n".join([
+        f"**Did the heads learn?** {learned_words(fits)}.", "",
         f"**Which head:** {rec}.", "",
+        f"**Data it would take:** {need}.", "",
         f"Data: the folder's images ({', '.join(vocab)}), {split}, {n_valid} validation images a seed; "
         f"{pipeline_words(int(r['size']), aug_of(r))}, ImageNet normalisation. "
         f"Body: {body_words(r)}; head: global pooling by name -> dropout {P} -> linear. {n} seed(s), each head at "
@@ -202,8 +261,11 @@ def body_of(runs: pd.DataFrame, heads, extras: dict, confusion: dict, vocab: lis
         "## The models", "",
         "Each head's first-seed model is saved beside this report as `model_<head>.safetensors` + `.json` (made by "
         "the run, not kept in git): `cnn-exp predict model_<head>.safetensors IMAGE...` classifies photos with it."])
-    accuracies = ", ".join(f"{h} {s.loc[h, 'mean']:.3f}" for h in heads)
-    return body, f"validation accuracy {accuracies} ({n} seed{'s' * (n != 1)}); which head: {rec.replace('**', '')}."
+    learned_part = ("no head learned" if none_learned else "learning not tested (fewer than 5 seeds)"
+                    if fits["learned"].isna().any() else "the heads learned")
+    finding = (f"{learned_part} (accuracy {', '.join(f'{r.head} {r.accuracy:.3f}' for r in fits.itertuples())}, "
+               f"always the commonest class {fits['majority'].iloc[0]:.3f}); which head: {rec}; {need}.")
+    return body, finding.replace("**", "")
 
 
 def aug_of(r) -> str:

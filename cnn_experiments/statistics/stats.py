@@ -36,7 +36,7 @@ from statsmodels.stats.proportion import (
     test_proportions_2indep,
     tost_proportions_2indep,
 )
-from statsmodels.stats.weightstats import DescrStatsW
+from statsmodels.stats.weightstats import DescrStatsW, ttest_ind, ttost_ind
 
 from . import exact
 
@@ -413,12 +413,12 @@ def welch(a: np.ndarray, b: np.ndarray, margin: float) -> dict:
         warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
         result = stats.ttest_ind(a, b, equal_var=False)
     lo, hi = result.confidence_interval(0.95)
-    # the same Welch test shifted by the margin: above -m and below +m (the TOST), beyond +m or -m
-    se, diff = math.sqrt(a.var(ddof=1) / n_a + b.var(ddof=1) / n_b), row["effect"]
-    above, below, up, down = stats.t.sf([(diff + margin) / se, (margin - diff) / se, (diff - margin) / se,
-                                         -(diff + margin) / se], result.df)
-    return row | {"ci_lo": lo, "ci_hi": hi, "p_diff": result.pvalue, "p_tost": max(above, below),
-                  "p_out": min(1.0, 2 * min(up, down))}
+    # the same Welch test shifted by the margin: inside it (statsmodels' TOST), or beyond +m or -m
+    p_tost = ttost_ind(a, b, -margin, margin, usevar="unequal")[0]
+    up = ttest_ind(a, b, alternative="larger", usevar="unequal", value=margin)[1]
+    down = ttest_ind(a, b, alternative="smaller", usevar="unequal", value=-margin)[1]
+    return row | {"ci_lo": lo, "ci_hi": hi, "p_diff": result.pvalue, "p_tost": float(p_tost),
+                  "p_out": min(1.0, 2 * float(min(up, down)))}
 
 
 def _shares(runs: pd.DataFrame, c: Comparison) -> dict:
