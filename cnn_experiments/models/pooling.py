@@ -46,6 +46,7 @@ POOLS = {  # name -> (factory, feature multiplier)
     "gem": (GeMPool2d, 1),
     "lse": (LSEPool2d, 1),
 }
+assert tuple(POOLS) == config.POOLS  # the names a config accepts are the layers this module builds
 
 
 assert tuple(POOLS) == config.POOLS

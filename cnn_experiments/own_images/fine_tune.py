@@ -19,7 +19,10 @@ from ..runs.files import write_atomic
 from ..runs.store import Store
 from ..sweeps.sweep import run_sweep
 from .folder_study import (
+    BASE_LR,
+    BS,
     RESULTS,
+    SCRATCH_LR,
     confusion_figure,
     export,
     open_folder,
@@ -32,7 +35,6 @@ from .folder_study import (
 
 CLAIM = ("C4 on your photos: a pretrained network fine-tuned with `Learner.fine_tune` beats the same network "
          "trained from random init.")
-BASE_LR, SCRATCH_LR, BS = 2e-3, 1e-2, 16  # fastai's fine_tune base_lr; fit_one_cycle from scratch; fastbook's bs
 
 
 def configs(fold: Folder, seeds: int, arch: str, size: int, epochs: int, device: str, precision: str,

@@ -12,6 +12,7 @@ from ..runs.config import Config
 from ..runs.store import Store
 
 RESULTS = Path("folder_results")  # where runs on one's own images land by default (git-ignored here)
+BASE_LR, SCRATCH_LR, BS = 2e-3, 1e-2, 16  # fastai's fine_tune base_lr; fit_one_cycle from scratch; fastbook's bs
 
 
 def open_folder(path: Path | str) -> Folder:

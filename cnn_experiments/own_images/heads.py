@@ -23,7 +23,10 @@ from ..runs.store import Store
 from ..statistics import stats
 from ..sweeps.sweep import run_sweep
 from .folder_study import (
+    BASE_LR,
+    BS,
     RESULTS,
+    SCRATCH_LR,
     confusion_figure,
     export,
     open_folder,
@@ -35,8 +38,8 @@ from .folder_study import (
 )
 
 HEADS = ("avg", "max", "concat")  # the lesson's three; gem, lse, avgmax on request
-BASE_LR, BS, P = 2e-3, 16, 0.25  # fastai's fine_tune base_lr, fastbook's batch size, dropout before the linear
-SCRATCH, SCRATCH_LR, CHANNELS = "pooled_cnn", 1e-2, (16, 32, 64, 128, 256)  # from scratch: up to five stride-2 stages
+P = 0.25  # dropout before the linear layer
+SCRATCH, CHANNELS = "pooled_cnn", (16, 32, 64, 128, 256)  # from scratch: up to five stride-2 stages
 GRID = 7  # the lesson's final map: a body from scratch halves the image until its map is at most this a side
 MARGIN = 0.02  # the difference in validation accuracy a user would act on: the power is stated at it
 AIM = 0.05  # a difference between heads worth resolving: the seeds and images it takes are stated at it

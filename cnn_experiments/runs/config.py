@@ -21,7 +21,7 @@ SCHEDULES = ("one_cycle", "constant", "fine_tune", "fine_tune_bn_kept", "frozen"
 POOLS = ("avg", "max", "concat", "avgmax", "gem", "lse")
 # fastai's create_head as fastai builds it (concat pool), the pooling study's pool -> dropout -> linear, or
 # fastai's create_head with its global pooling swapped for `pool`
-HEADS = ("fastai", "pool", "fastai_pool")
+HEAD_KINDS = ("fastai", "pool", "fastai_pool")
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "identity")
 DOWNS = ("stride", "maxpool", "avgpool")
 SPLIT_SEED = 42  # the held-out split never changes with the run's seed (fastbook's RandomSplitter seed)
@@ -82,7 +82,7 @@ class Config:
         for name, allowed in (("data", DATA), ("mode", ("binary", "tenway")), ("split", ("heldout", "search")),
                               ("arch", ARCHS), ("act", ACTIVATIONS), ("down", DOWNS), ("pool", POOLS),
                               ("schedule", SCHEDULES), ("device", ("cpu", "cuda")), ("precision", ("fp32", "bf16")),
-                              ("head", HEADS), ("aug", AUGS)):
+                              ("head", HEAD_KINDS), ("aug", AUGS)):
             check_choice(name, getattr(self, name), allowed)
         for f in ("epochs", "bs", "canvas", "obj_size", "n_scenes"):
             if getattr(self, f) <= 0:
