@@ -15,7 +15,6 @@ $(VENV)/installed-test: $(VENV)/installed  ## and the test tools (pytest, ruff, 
 run: $(VENV)/installed  ## the quick pooling study afresh, into .reproduce/, compared with the committed one
 	$(BIN)/cnn-exp reproduce
 
-test: $(VENV)/installed-test  ## lint, the tests (no network, no GPU), then: every committed report is what the code writes
+test: $(VENV)/installed-test  ## lint, then the tests (no network, no GPU), which include `cnn-exp check`'s
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2  # two workers: the suite's runs are one thread each
-	$(BIN)/cnn-exp check
