@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cnn_experiments import cli
 from cnn_experiments.reports.publish import verdicts_of
@@ -173,3 +174,20 @@ def test_the_confirmatory_report_opens_with_its_answers_and_recommends_avg_where
     assert "Chosen rates at an edge of the grid:" in text and "seeds per cell: 10" in text
     for name in ("confirm_share_vs_size.png", "confirm_dilution.png", "confirm_why.png"):
         assert (tmp_path / "pooling" / name).stat().st_size > 0, name
+
+
+def test_the_fastai_head_pilot_runs_fastais_head_with_each_pool_and_reports(monkeypatch, tmp_path):
+    "Declared: fastai's create_head with each global pool, the rate searched per head; its report names that head."
+    cfgs = P.grid("fastai_head_pilot")
+    assert {(c.arch, c.head, c.p, c.probe) for c in cfgs} == {("fastai_head", "fastai_pool", 0.5, False)}
+    assert {c.pool for c in cfgs} == {"avg", "max", "concat"} and P.keep(cfgs[0], "fastai_head_pilot") == ()
+    model = train.build_model(cfgs[0].replace(pool="max"), 2)
+    assert type(model[1][0]).__name__ == "AdaptiveMaxPool2d" and isinstance(model[1][2], torch.nn.BatchNorm1d)
+    monkeypatch.setattr(train, "result", pilot_world)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    argv = ["run", "pooling", "--profile", "fastai_head_pilot", "--results", str(tmp_path), "--jobs", "1"]
+    with text_only():
+        assert cli.main(argv) == 0
+    text = (tmp_path / "pooling" / "summary_fastai_head_pilot.md").read_text()
+    assert "head: fastai's `create_head(ps=0.5)` with the head's global pool" in text
+    assert "| max - avg, share of runs that learn, all threshold sizes |" in text and "## Dilution arm" in text

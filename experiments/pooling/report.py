@@ -64,7 +64,7 @@ def design(profile: str) -> list[str]:
         f"Data: binary scenes: a '3' (the bear) or another digit matched in ink, at a random place among 8x8 "
         f"fragments of other digits at the RAM paper's density (4 per 60x60 px). {drawn} Body: {len(p['channels'])} "
         f"stride-2 Conv-BN-ReLU stages {p['channels']}, so a {p['canvas']} px scene becomes a {side}x{side} map of "
-        f"{cell} px cells; head: global pool -> linear. fit_one_cycle({p['epochs']}), bs 64, Adam; learning rate "
+        f"{cell} px cells; head: {head_words(profile)}. fit_one_cycle({p['epochs']}), bs 64, Adam; learning rate "
         f"{search}; {p.get('precision', 'fp32')}" + (", channels_last (NHWC) weights" if p.get("channels_last")
                                                        else "") + ", on every machine alike.",
         "",
@@ -72,6 +72,14 @@ def design(profile: str) -> list[str]:
         "Object sizes are in cells of the final map. Digits are 28 px natively: below 28 px the digit is shrunk, "
         "so small sizes test detail as well as dilution; the dilution arm keeps the digit at 28 px.",
     ]
+
+
+def head_words(profile: str) -> str:
+    p = PROFILES[profile]
+    if p.get("arch") == "fastai_head":
+        return (f"fastai's `create_head(ps={p['p']:g})` with the head's global pool (pool -> flatten -> BN -> "
+                "dropout -> linear 512 -> ReLU -> BN -> dropout -> linear)")
+    return "global pool -> linear"
 
 
 def threshold(ctx: R.Context, thr: pd.DataFrame) -> list[str]:
