@@ -134,7 +134,8 @@ def do_report(name: str, profile: str | None, results: Path = Path("results")) -
             + ("\n".join(status) + "\n" if status else "") + f"{body}\n")
     # summary_<profile>.md per profile; summary.md the one the index quotes, whichever profile ran last
     R.write_summary(out / f"summary_{profile}.md", text)
-    R.write_summary(out / "summary.md", best_summary(out).read_text())
+    quoted = best_summary(out) or out / f"summary_{profile}.md"  # a pilot alone in its folder quotes itself
+    R.write_summary(out / "summary.md", quoted.read_text())
     write_table(results, name, profile, runs)
     write_index(results)
     print(f"wrote {out / f'summary_{profile}.md'}\n{R.FINDING} {finding}")
