@@ -32,9 +32,10 @@ def test_bf16_and_channels_last_train_fused_members_too():
     conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert conv_dtypes(learn, conv, fused.evaluate) == {"train": {torch.bfloat16}, "score": {torch.float32}}
-    alone = train.run(CFG.replace(seed=0))
-    for m in fused.evaluate(learn):  # bf16 rounding, not a broken model: close to the fp32 run's accuracy
-        assert m["accuracy"] == pytest.approx(alone["accuracy"], abs=0.1)
+    # bf16 rounding, not a broken model: each member within 0.02 (20 of the 1,000 held-out digits) of its seed's
+    # fp32 run alone (here they differ by 1 and 3 digits)
+    for c, m in zip(cfgs, fused.evaluate(learn), strict=True):
+        assert m["accuracy"] == pytest.approx(train.run(CFG.replace(seed=c.seed))["accuracy"], abs=0.02)
 
 
 def test_channels_last_gives_the_numbers_of_the_default_layout():
