@@ -183,6 +183,8 @@ def test_the_fastai_head_pilot_runs_fastais_head_with_each_pool_and_reports(monk
     assert {c.pool for c in cfgs} == {"avg", "max", "concat"} and P.keep(cfgs[0], "fastai_head_pilot") == ()
     model = train.build_model(cfgs[0].replace(pool="max"), 2)
     assert type(model[1][0]).__name__ == "AdaptiveMaxPool2d" and isinstance(model[1][2], torch.nn.BatchNorm1d)
+    small = dict(seeds=2, sizes=(14, 16), maps=(2, 7), lrs=(1e-2, 3e-2))  # the report's sections from fewer runs
+    monkeypatch.setitem(P.PROFILES, "fastai_head_pilot", {**P.PROFILES["fastai_head_pilot"], **small})
     monkeypatch.setattr(train, "result", pilot_world)
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     argv = ["run", "pooling", "--profile", "fastai_head_pilot", "--results", str(tmp_path), "--jobs", "1"]
