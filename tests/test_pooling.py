@@ -193,3 +193,4 @@ def test_the_fastai_head_pilot_runs_fastais_head_with_each_pool_and_reports(monk
     text = (tmp_path / "pooling" / "summary_fastai_head_pilot.md").read_text()
     assert "head: fastai's `create_head(ps=0.5)` with the head's global pool" in text
     assert "| max - avg, share of runs that learn, all threshold sizes |" in text and "## Dilution arm" in text
+    assert "None: fastai's head has a hidden layer" in text

@@ -275,6 +275,9 @@ def cams(ctx: R.Context) -> list[str]:
     from cnn_experiments.models.cams import cam_figure
     from cnn_experiments.runs.config import from_row
     from cnn_experiments.training.train import build_model, tensors
+    if PROFILES[ctx.profile].get("arch", "pooled_cnn") != "pooled_cnn":
+        return ["## Where each head looks: class activation maps", "", "None: fastai's head has a hidden layer between "
+                "the pool and the classes, so no linear read-out turns the final map into a class activation map."]
     kept = [f for f in ctx.store.weights_dir.glob("*.safetensors")] if ctx.store.weights_dir.exists() else []
     ids = {f.stem for f in kept}
     rows = ctx.runs[(ctx.runs["arm"] == "threshold") & ctx.runs["run_id"].isin(ids)]
