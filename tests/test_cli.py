@@ -11,7 +11,8 @@ from cnn_experiments.studies import study
 @pytest.mark.parametrize("argv,match", [
     (["run", "poolng"], "experiment: unknown name 'poolng'; choose one of pooling, cluttered, mnist_scratch"),
     (["run", "pooling", "--profile", "huge"],
-     "--profile: pooling has no profile 'huge'; choose one of quick, quick_pilot, medium, full, confirm"),
+     "--profile: pooling has no profile 'huge'; choose one of quick, quick_pilot, medium, full, fastai_head_pilot, "
+     "confirm"),
     (["run", "pooling", "--device", "tpu"], "invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
     (["run", "mnist_scratch", "--profile", "medium"], "no profile 'medium'; choose one of quick, full"),
     (["run", "pooling", "--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
